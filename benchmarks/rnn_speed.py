@@ -1,0 +1,147 @@
+"""Speed of lstmkit's engines against torch.nn, measured in one process, variants interleaved.
+
+For each shape (B, T, F, H) and each variant, a training step (forward + backward) and an
+inference pass are timed; every repeat times all variants back to back (so that a slow moment
+of the machine hits all of them), and the figure reported is the median over repeats of the
+per-repeat ratio  lstmkit time / torch.nn time. A large float32 matmul timed in the same run
+gives the machine's GEMM peak, and each variant's share of it. Prints a table and writes JSON
+to benchmarks/results/rnn_speed-<date>.json.
+
+    python benchmarks/rnn_speed.py            # every shape (about 15 minutes on 2 cores)
+    python benchmarks/rnn_speed.py --quick    # fewer shapes and repeats (under 5 minutes)
+
+Nothing else may run on the machine meanwhile: with 2 cores, any other load skews it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+import lstmkit.nn as lnn
+
+SHAPES = [(32, 7, 1, 64), (64, 100, 64, 256), (64, 35, 400, 1150), (1, 1000, 40, 256),
+          (256, 50, 128, 512)]
+QUICK_SHAPES = [(32, 7, 1, 64), (64, 100, 64, 256), (1, 1000, 40, 256)]
+
+# name -> (mode, lstmkit options, engine); the reference is torch.nn of the same mode.
+VARIANTS = {
+    "lstm": ("lstm", {}, "auto"),
+    "lstm_scan": ("lstm", {}, "scan"),
+    "lstm_weight_drop_batch_mask": ("lstm", dict(weight_drop=0.2, recurrent_dropout=0.2,
+                                                 recurrent_dropout_mode="per_batch"), "auto"),
+    "lstm_recurrent_dropout_layer_norm": ("lstm", dict(recurrent_dropout=0.2, layer_norm=True),
+                                          "auto"),
+    "gru_fused": ("gru", {}, "fused"),
+    "gru_scan": ("gru", {}, "scan"),
+}
+
+
+def gemm_flops_per_second(repeats: int = 5) -> float:
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * 2048 ** 3 / best
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def rnn_flops(mode: str, B: int, T: int, F: int, H: int, training: bool) -> float:
+    """Matmul FLOPs of one layer: forward 2*B*T*G*H*(F+H); backward twice that again."""
+    G = 4 if mode == "lstm" else 3
+    forward = 2 * B * T * G * H * (F + H)
+    return 3 * forward if training else forward
+
+
+def make_step(module, x: torch.Tensor, training: bool):
+    if training:
+        module.train()
+
+        def step():
+            out, _ = module(x)
+            out.sum().backward()
+    else:
+        module.eval()
+
+        def step():
+            with torch.no_grad():
+                module(x)
+    return step
+
+
+def bench_shape(shape, variants, repeats: int, min_seconds: float) -> dict:
+    B, T, F, H = shape
+    x = torch.randn(T, B, F)
+    results = {}
+    for training in (True, False):
+        steps = {"torch_lstm": make_step(torch.nn.LSTM(F, H), x, training),
+                 "torch_gru": make_step(torch.nn.GRU(F, H), x, training)}
+        for name in variants:
+            mode, options, engine = VARIANTS[name]
+            cls = lnn.LSTM if mode == "lstm" else lnn.GRU
+            steps[name] = make_step(cls(F, H, engine=engine, **options), x, training)
+        for step in steps.values():  # warm-up, and how many calls make one timing
+            step()
+        calls = {name: max(1, int(min_seconds / max(_timed(step), 1e-6)))
+                 for name, step in steps.items()}
+        times = {name: [] for name in steps}
+        for _ in range(repeats):
+            for name, step in steps.items():
+                n = calls[name]
+                times[name].append(_timed(lambda step=step, n=n: [step() for _ in range(n)]) / n)
+        kind = "train" if training else "infer"
+        for name in variants:
+            mode = VARIANTS[name][0]
+            reference = times[f"torch_{mode}"]
+            ratios = [a / b for a, b in zip(times[name], reference, strict=True)]
+            results[f"{name}/{kind}"] = dict(
+                ratio=statistics.median(ratios), seconds=statistics.median(times[name]),
+                torch_seconds=statistics.median(reference),
+                flops=rnn_flops(mode, B, T, F, H, training))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer shapes and repeats")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"comma-separated subset of {', '.join(VARIANTS)}")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    variants = args.variants.split(",")
+    shapes = QUICK_SHAPES if args.quick else SHAPES
+    repeats, min_seconds = (5, 0.05) if args.quick else (9, 0.2)
+    peak = gemm_flops_per_second()
+    rows = {}
+    print(f"GEMM peak {peak / 1e9:.1f} GFLOP/s; ratio = lstmkit / torch.nn (median of "
+          f"{repeats} interleaved repeats); % = share of the GEMM peak")
+    print(f"{'shape (B,T,F,H)':>22} {'variant':>36} {'ratio':>7} {'ms':>9} {'%peak':>6}")
+    for shape in shapes:
+        for key, result in bench_shape(shape, variants, repeats, min_seconds).items():
+            result["peak_share"] = result["flops"] / result["seconds"] / peak
+            rows[f"{shape}/{key}"] = result
+            print(f"{str(shape):>22} {key:>36} {result['ratio']:7.3f} "
+                  f"{result['seconds'] * 1e3:9.2f} {100 * result['peak_share']:5.0f}%")
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = args.out / f"rnn_speed-{stamp}.json"
+    meta = dict(torch=torch.__version__, threads=torch.get_num_threads(),
+                machine=platform.machine(), gemm_flops_per_second=peak, quick=args.quick)
+    path.write_text(json.dumps(dict(meta=meta, results=rows), indent=1))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

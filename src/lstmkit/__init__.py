@@ -1,0 +1,13 @@
+"""lstmkit: LSTM and GRU networks on PyTorch, from our own recurrent core to applications.
+
+The recurrent core lives in :mod:`lstmkit.nn` (``LSTM``, ``GRU``, ``LSTMCell``, ``GRUCell``,
+converters to and from torch.nn and Keras); the errors a user catches in
+:mod:`lstmkit.errors`.
+"""
+
+from . import nn
+from .errors import CheckpointError, DataError, LstmkitError
+
+__version__ = "0.1.0"
+
+__all__ = ["CheckpointError", "DataError", "LstmkitError", "__version__", "nn"]

@@ -1,0 +1,369 @@
+"""The scan engine: lstmkit's own recurrence, with a hand-written backward through time.
+
+Forward: the input projection W_ih x + b of every time step is one GEMM (T*B rows) before the
+loop, so the loop does only the recurrent matmul and the fused element-wise gate maths of
+lstmkit.nn.cells. Backward: the classic backpropagation through time of Werbos 1990, written
+out by hand per step for the state and gate gradients only; the weight gradients
+dW_hh = Σ_t dA_t^T h_{t-1} (and dW_hr, the layer-norm gains) are each one GEMM or one
+reduction over all T*B rows after the loop, as in Appleyard et al. 2016 (arXiv:1604.01946) §3
+and Haste. dW_ih and dx are left to autograd on the one GEMM of the forward pass.
+
+Variable lengths and zoneout share one mechanism: at step t a row keeps a fraction k_t of its
+previous state, h_t = k_t h_{t-1} + (1 - k_t) h_new (Krueger et al. 2016, arXiv:1606.01305),
+with k_t = 1 at padded steps. The reverse direction runs the forward recursion over each
+sequence flipped within its own length. Layer normalisation (Ba et al. 2016) has its
+backward written here too: dx = rstd (dx̂ - mean(dx̂) - x̂ mean(dx̂ x̂)).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..cells import LAYER_NORM_EPS
+from . import (
+    DirectionMasks,
+    DirectionParams,
+    DirectionResult,
+    RecurrentSpec,
+    RunResult,
+    reverse_within_lengths,
+    run_stack,
+)
+
+
+def run(
+    x: Tensor,
+    lengths: Tensor | None,
+    hx: tuple[Tensor, Tensor | None],
+    params: list[DirectionParams],
+    masks: list[DirectionMasks],
+    spec: RecurrentSpec,
+    training: bool,
+) -> RunResult:
+    """Run the stack over x (T, B, F); see :func:`lstmkit.nn.engines.run_stack`."""
+    return run_stack(_run_direction, x, lengths, hx, params, masks, spec, training)
+
+
+def _reverse_mask(mask: Tensor | None, lengths: Tensor | None) -> Tensor | None:
+    # Eval-mode zoneout masks, (T, 1, 1), hold one constant: nothing to flip.
+    if mask is None or mask.shape[1] == 1:
+        return mask
+    return reverse_within_lengths(mask, lengths)
+
+
+def _keep_fraction(zoneout: Tensor | None, valid: Tensor | None) -> Tensor | None:
+    """k_t: the fraction of the previous state each row keeps; 1 at padded steps."""
+    if valid is None:
+        return zoneout
+    if zoneout is None:
+        return (~valid).to(torch.get_default_dtype())  # (T, B, 1)
+    return 1 - valid * (1 - zoneout)  # (T, B, R)
+
+
+def _run_direction(
+    x: Tensor,
+    lengths: Tensor | None,
+    h0: Tensor,
+    c0: Tensor | None,
+    p: DirectionParams,
+    m: DirectionMasks,
+    spec: RecurrentSpec,
+    training: bool,
+    reverse: bool,
+) -> DirectionResult:
+    T, B, F_in = x.shape
+    zoneout_h, zoneout_c = m.zoneout_h, m.zoneout_c
+    if reverse:
+        x = reverse_within_lengths(x, lengths)
+        zoneout_h, zoneout_c = _reverse_mask(zoneout_h, lengths), _reverse_mask(zoneout_c, lengths)
+    valid = None
+    if lengths is not None:
+        steps = torch.arange(T, device=x.device).unsqueeze(1)  # (T, 1)
+        valid = (steps < lengths.to(x.device).unsqueeze(0)).unsqueeze(2)  # (T, B, 1)
+    keep_h = _keep_fraction(zoneout_h, valid)
+    keep_h = None if keep_h is None else keep_h.to(x.dtype)
+    # The input projection of every step in one GEMM: (T*B, F) @ (F, G*H).
+    xg = x.reshape(T * B, F_in) @ p.w_ih.t()  # (T*B, G*H)
+    if p.ln_ih is not None:
+        xg = F.layer_norm(xg, xg.shape[-1:], p.ln_ih, None, LAYER_NORM_EPS)
+    if p.b_ih is not None:
+        xg = xg + p.b_ih
+    xg = xg.reshape(T, B, -1)  # (T, B, G*H)
+    if spec.mode == "lstm":
+        keep_c = _keep_fraction(zoneout_c, valid)
+        keep_c = None if keep_c is None else keep_c.to(x.dtype)
+        b_hh = p.b_hh
+        if b_hh is not None and p.ln_hh is None:
+            xg, b_hh = xg + b_hh, None  # outside a layer norm, b_hh simply adds to b_ih
+        hs, c_n = _LSTMScan.apply(xg, h0, c0, p.w_hh, b_hh, p.ln_hh, p.w_hr, p.ln_cell_weight,
+                                  p.ln_cell_bias, m.recurrent, keep_h, keep_c)
+    else:
+        hs = _GRUScan.apply(xg, h0, p.w_hh, p.b_hh, p.ln_hh, m.recurrent, keep_h,
+                            spec.reset_after)
+        c_n = None
+    output = hs if valid is None else hs * valid  # (T, B, R), zero at padded steps
+    if reverse:
+        output = reverse_within_lengths(output, lengths)
+    return DirectionResult(output, hs[-1], c_n)
+
+
+def _ln_forward(y: Tensor) -> tuple[Tensor, Tensor]:
+    """x̂ = (y - mean) * rstd over the last dimension; returns x̂ and rstd (..., 1)."""
+    mean = y.mean(-1, keepdim=True)
+    var = y.var(-1, unbiased=False, keepdim=True)
+    rstd = (var + LAYER_NORM_EPS).rsqrt()
+    return (y - mean) * rstd, rstd
+
+
+def _ln_backward(dxhat: Tensor, xhat: Tensor, rstd: Tensor) -> Tensor:
+    """Gradient through x̂ = LN(y) given dL/dx̂; returns dL/dy."""
+    return rstd * (dxhat - dxhat.mean(-1, keepdim=True)
+                   - xhat * (dxhat * xhat).mean(-1, keepdim=True))
+
+
+def _sum_bt(t: Tensor) -> Tensor:
+    return t.sum(dim=(0, 1))
+
+
+def _gemm_bt(a: Tensor, b: Tensor) -> Tensor:
+    """Σ over T and B of a_t^T b_t as one GEMM: (T, B, M), (T, B, N) -> (M, N)."""
+    return a.reshape(-1, a.shape[-1]).t() @ b.reshape(-1, b.shape[-1])
+
+
+class _LSTMScan(torch.autograd.Function):
+    """The LSTM recurrence given xg = W_ih x + b (T, B, 4H); returns hs (T, B, R), c_T (B, H).
+
+    b_hh is None unless the recurrent matmul is layer-normalised (otherwise folded into xg).
+    The loops are longer than our 50-line guide because splitting a step across functions
+    costs a Python call per step in the hottest loop of the package.
+    """
+
+    @staticmethod
+    def forward(ctx, xg, h0, c0, w_hh, b_hh, ln_hh, w_hr, ln_cw, ln_cb, mask, keep_h, keep_c):
+        T, B, G = xg.shape
+        H = G // 4
+        save = any(ctx.needs_input_grad)
+        h_all = xg.new_empty(T + 1, B, h0.shape[1])  # (T+1, B, R): h_all[t] = h_{t-1}
+        h_all[0] = h0
+        c_all = xg.new_empty(T + 1, B, H) if save else None  # (T+1, B, H)
+        acts = xg.new_empty(T, B, G) if save else xg.new_empty(1, B, G)  # i, f, g, o
+        tanh_c = xg.new_empty(T, B, H) if save else None  # tanh(ĉ_t)
+        h_in_all = xg.new_empty(T, B, h0.shape[1]) if save and mask is not None else None
+        ln_h = (xg.new_empty(T, B, G), xg.new_empty(T, B, 1)) if save and ln_hh is not None \
+            else None
+        ln_c = (xg.new_empty(T, B, H), xg.new_empty(T, B, 1)) if save and ln_cw is not None \
+            else None
+        w_hh_t = w_hh.t()
+        h, c = h0, c0
+        for t in range(T):
+            h_in = h if mask is None else h * mask
+            if h_in_all is not None:
+                h_in_all[t] = h_in
+            if ln_hh is None:
+                gates = torch.addmm(xg[t], h_in, w_hh_t)  # (B, 4H)
+            else:
+                xhat, rstd = _ln_forward(h_in @ w_hh_t)
+                if ln_h is not None:
+                    ln_h[0][t], ln_h[1][t] = xhat, rstd
+                gates = xg[t] + xhat * ln_hh if b_hh is None else xg[t] + xhat * ln_hh + b_hh
+            a = acts[t] if save else acts[0]  # (B, 4H)
+            torch.sigmoid(gates, out=a)
+            torch.tanh(gates[:, 2 * H:3 * H], out=a[:, 2 * H:3 * H])
+            i, f, g, o = a.chunk(4, dim=1)
+            c_new = torch.addcmul(f * c, i, g)  # c' = f ⊙ c + i ⊙ g
+            c_hat = c_new
+            if ln_cw is not None:
+                xhat, rstd = _ln_forward(c_new)
+                if ln_c is not None:
+                    ln_c[0][t], ln_c[1][t] = xhat, rstd
+                c_hat = torch.addcmul(ln_cb, xhat, ln_cw) if ln_cb is not None else xhat * ln_cw
+            tc = c_hat.tanh()
+            if save:
+                tanh_c[t] = tc
+                c_all[t] = c
+            h_new = o * tc  # (B, H)
+            if w_hr is not None:
+                h_new = h_new @ w_hr.t()  # (B, P)
+            h = h_new if keep_h is None else torch.lerp(h_new, h, keep_h[t])
+            c = c_new if keep_c is None else torch.lerp(c_new, c, keep_c[t])
+            h_all[t + 1] = h
+        if save:
+            c_all[T] = c
+            ctx.save_for_backward(h_all, c_all, acts, tanh_c, h_in_all, w_hh, ln_hh, w_hr, ln_cw,
+                                  mask, keep_h, keep_c,
+                                  *(ln_h or (None, None)), *(ln_c or (None, None)))
+            ctx.has_b_hh = b_hh is not None
+        return h_all[1:], c
+
+    @staticmethod
+    def backward(ctx, grad_hs, grad_c_n):
+        (h_all, c_all, acts, tanh_c, h_in_all, w_hh, ln_hh, w_hr, ln_cw, mask, keep_h, keep_c,
+         xhat_h, rstd_h, xhat_c, rstd_c) = ctx.saved_tensors
+        T, B, G = acts.shape
+        H = G // 4
+        d_gates = torch.empty_like(acts)  # (T, B, 4H): dL/d(pre-activations) = dL/dxg
+        d_raw = d_gates if ln_hh is None else torch.empty_like(acts)  # dL/d(W_hh h_in)
+        d_h_new = h_all.new_empty(T, B, w_hr.shape[0]) if w_hr is not None else None
+        d_c_hat = tanh_c.new_empty(T, B, H) if ln_cw is not None else None
+        dh = torch.zeros_like(h_all[0])  # (B, R), carried from step t+1
+        dc = grad_c_n.clone()  # (B, H)
+        for t in reversed(range(T)):
+            dh = dh + grad_hs[t]
+            dh_prev = None
+            if keep_h is not None:
+                dh, dh_prev = dh * (1 - keep_h[t]), dh * keep_h[t]
+            dc_prev = None
+            if keep_c is not None:
+                dc, dc_prev = dc * (1 - keep_c[t]), dc * keep_c[t]
+            if w_hr is not None:
+                d_h_new[t] = dh
+                dh = dh @ w_hr  # (B, H)
+            i, f, g, o = acts[t].chunk(4, dim=1)
+            tc = tanh_c[t]
+            do = dh * tc
+            dc_hat = dh * o * (1 - tc * tc)
+            if ln_cw is not None:
+                d_c_hat[t] = dc_hat
+                dc_hat = _ln_backward(dc_hat * ln_cw, xhat_c[t], rstd_c[t])
+            dc = dc + dc_hat
+            torch.cat([dc * g * i * (1 - i), dc * c_all[t] * f * (1 - f), dc * i * (1 - g * g),
+                       do * o * (1 - o)], dim=1, out=d_gates[t])
+            dc = dc * f if dc_prev is None else dc * f + dc_prev
+            if ln_hh is not None:
+                d_raw[t] = _ln_backward(d_gates[t] * ln_hh, xhat_h[t], rstd_h[t])
+            dh = d_raw[t] @ w_hh  # (B, R)
+            if mask is not None:
+                dh = dh * mask
+            if dh_prev is not None:
+                dh = dh + dh_prev
+        h_in = h_all[:-1] if h_in_all is None else h_in_all  # (T, B, R)
+        need = ctx.needs_input_grad
+        d_w_hh = _gemm_bt(d_raw, h_in) if need[3] else None  # (4H, R), one GEMM
+        d_b_hh = _sum_bt(d_gates) if ctx.has_b_hh and need[4] else None
+        d_ln_hh = _sum_bt(d_gates * xhat_h) if ln_hh is not None and need[5] else None
+        d_w_hr = None
+        if w_hr is not None and need[6]:
+            d_w_hr = _gemm_bt(d_h_new, acts[..., 3 * H:] * tanh_c)  # (P, H), r_t = o ⊙ tanh(ĉ)
+        d_ln_cw = _sum_bt(d_c_hat * xhat_c) if ln_cw is not None and need[7] else None
+        d_ln_cb = _sum_bt(d_c_hat) if ln_cw is not None and need[8] else None
+        return (d_gates, dh, dc, d_w_hh, d_b_hh, d_ln_hh, d_w_hr, d_ln_cw, d_ln_cb,
+                None, None, None)
+
+
+class _GRUScan(torch.autograd.Function):
+    """The GRU recurrence given xg = W_ih x + b_ih (T, B, 3H); returns hs (T, B, H).
+
+    Long loops for the reason given in _LSTMScan.
+    """
+
+    @staticmethod
+    def forward(ctx, xg, h0, w_hh, b_hh, ln_hh, mask, keep_h, reset_after):
+        T, B, G = xg.shape
+        H = G // 3
+        save = any(ctx.needs_input_grad)
+        h_all = xg.new_empty(T + 1, B, H)  # (T+1, B, H): h_all[t] = h_{t-1}
+        h_all[0] = h0
+        rzn = xg.new_empty(T, B, G) if save else None  # r, z, n
+        hn_or_s = xg.new_empty(T, B, H) if save else None  # W_hn h + b_hn, or s = r ⊙ h_in
+        h_in_all = xg.new_empty(T, B, H) if save and mask is not None else None
+        ln_stats = (xg.new_empty(T, B, G), xg.new_empty(T, B, 2)) if save and ln_hh is not None \
+            else None
+        w_t = w_hh.t()
+        h = h0
+        for t in range(T):
+            h_in = h if mask is None else h * mask
+            if h_in_all is not None:
+                h_in_all[t] = h_in
+            x_rz, x_n = xg[t, :, :2 * H], xg[t, :, 2 * H:]
+            if reset_after:
+                hg = _gru_recurrent(h_in, w_t, b_hh, ln_hh, ln_stats, t, slice(0, G), 0)
+                rz = (x_rz + hg[:, :2 * H]).sigmoid()  # (B, 2H)
+                hn = hg[:, 2 * H:]
+                n = torch.addcmul(x_n, rz[:, :H], hn).tanh()  # n = tanh(x_n + r ⊙ hn)
+            else:
+                hg = _gru_recurrent(h_in, w_t[:, :2 * H], b_hh, ln_hh, ln_stats, t,
+                                    slice(0, 2 * H), 0)
+                rz = (x_rz + hg).sigmoid()  # (B, 2H)
+                hn = rz[:, :H] * h_in  # s = r ⊙ h_in, the input of W_hn
+                n = (x_n + _gru_recurrent(hn, w_t[:, 2 * H:], b_hh, ln_hh, ln_stats, t,
+                                          slice(2 * H, G), 1)).tanh()
+            h_new = torch.lerp(n, h, rz[:, H:])  # (1 - z) ⊙ n + z ⊙ h
+            h = h_new if keep_h is None else torch.lerp(h_new, h, keep_h[t])
+            h_all[t + 1] = h
+            if save:
+                rzn[t, :, :2 * H], rzn[t, :, 2 * H:], hn_or_s[t] = rz, n, hn
+        if save:
+            ctx.save_for_backward(h_all, rzn, hn_or_s, h_in_all, w_hh, ln_hh, mask, keep_h,
+                                  *(ln_stats or (None, None)))
+            ctx.reset_after, ctx.has_b_hh = reset_after, b_hh is not None
+        return h_all[1:]
+
+    @staticmethod
+    def backward(ctx, grad_hs):
+        h_all, rzn, hn_or_s, h_in_all, w_hh, ln_hh, mask, keep_h, xhat, rstd = ctx.saved_tensors
+        T, B, G = rzn.shape
+        H = G // 3
+        ra = ctx.reset_after
+        d_x = torch.empty_like(rzn)  # (T, B, 3H): dL/dxg
+        d_hg = d_x if not ra else torch.empty_like(rzn)  # dL/d(recurrent pre-activations)
+        d_raw = d_hg if ln_hh is None else torch.empty_like(rzn)  # dL/d(W_hh input)
+        dh = torch.zeros_like(h_all[0])
+        for t in reversed(range(T)):
+            dh = dh + grad_hs[t]
+            dh_prev = None
+            if keep_h is not None:
+                dh, dh_prev = dh * (1 - keep_h[t]), dh * keep_h[t]
+            r, z, n = rzn[t].chunk(3, dim=1)
+            h_prev = h_all[t]
+            h_in = h_prev if h_in_all is None else h_in_all[t]
+            carry = dh * z  # through h' = (1 - z) ⊙ n + z ⊙ h
+            dn = dh * (1 - z) * (1 - n * n)  # dL/d(n's pre-activation)
+            dz = dh * (h_prev - n) * z * (1 - z)
+            if ra:
+                dr = dn * hn_or_s[t] * r * (1 - r)
+                torch.cat([dr, dz, dn], dim=1, out=d_x[t])
+                torch.cat([dr, dz, dn * r], dim=1, out=d_hg[t])
+                _gru_raw_grad(d_hg, d_raw, ln_hh, xhat, rstd, t, slice(0, G), 0)
+                dh_in = d_raw[t] @ w_hh  # (B, H)
+            else:
+                d_x[t, :, 2 * H:] = dn
+                _gru_raw_grad(d_hg, d_raw, ln_hh, xhat, rstd, t, slice(2 * H, G), 1)
+                ds = d_raw[t, :, 2 * H:] @ w_hh[2 * H:]  # (B, H): dL/d(r ⊙ h_in)
+                d_x[t, :, :H] = ds * h_in * r * (1 - r)
+                d_x[t, :, H:2 * H] = dz
+                _gru_raw_grad(d_hg, d_raw, ln_hh, xhat, rstd, t, slice(0, 2 * H), 0)
+                dh_in = d_raw[t, :, :2 * H] @ w_hh[:2 * H] + ds * r
+            dh = dh_in if mask is None else dh_in * mask
+            dh = dh + carry if dh_prev is None else dh + carry + dh_prev
+        need = ctx.needs_input_grad
+        h_in = h_all[:-1] if h_in_all is None else h_in_all  # (T, B, H)
+        d_w_hh = None
+        if need[2] and ra:
+            d_w_hh = _gemm_bt(d_raw, h_in)  # (3H, H), one GEMM
+        elif need[2]:
+            d_w_hh = torch.cat([_gemm_bt(d_raw[..., :2 * H], h_in),
+                                _gemm_bt(d_raw[..., 2 * H:], hn_or_s)])
+        d_b_hh = _sum_bt(d_hg) if ctx.has_b_hh and need[3] else None
+        d_ln = _sum_bt(d_hg * xhat) if ln_hh is not None and need[4] else None
+        return d_x, dh, d_w_hh, d_b_hh, d_ln, None, None, None
+
+
+def _gru_recurrent(h_in, w_t, b_hh, ln_hh, ln_stats, t, cols, group):
+    """W h_in (+ LN, gain) + b over the gate columns ``cols`` of W_hh; saves LN statistics."""
+    b = None if b_hh is None else b_hh[cols]
+    if ln_hh is None:
+        return h_in @ w_t if b is None else torch.addmm(b, h_in, w_t)  # (B, |cols|)
+    xhat, rstd = _ln_forward(h_in @ w_t)
+    if ln_stats is not None:
+        ln_stats[0][t, :, cols], ln_stats[1][t, :, group:group + 1] = xhat, rstd
+    y = xhat * ln_hh[cols]
+    return y if b is None else y + b
+
+
+def _gru_raw_grad(d_hg, d_raw, ln_hh, xhat, rstd, t, cols, group):
+    """dL/d(W h_in) over ``cols`` from dL/d(recurrent pre-activation), through the layer norm."""
+    if ln_hh is not None:
+        d_raw[t, :, cols] = _ln_backward(d_hg[t, :, cols] * ln_hh[cols], xhat[t, :, cols],
+                                         rstd[t, :, group:group + 1])

@@ -1,0 +1,201 @@
+"""Invariants of the recurrence, not just its outputs (STYLE.md R6)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lstmkit.nn import GRU, LSTM
+from tests.nn.helpers import DOUBLE, make_layer
+
+ENGINES = ["reference", "fused", "scan"]
+MODES = ["lstm", "gru"]
+
+
+def _call(layer, x, hx=None, lengths=None):
+    out, state = layer(x, hx, lengths=lengths)
+    return out, state
+
+
+def _states_close(a, b, atol=1e-12):
+    torch.testing.assert_close(a, b, atol=atol, rtol=0)
+
+
+# fused cannot run zoneout or layer_norm (test_errors pins that it says so).
+CHUNK_CASES = [(engine, {}) for engine in ENGINES] + [
+    (engine, dict(zoneout=0.3, layer_norm=True)) for engine in ("reference", "scan")]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("engine,options", CHUNK_CASES)
+def test_chunked_equals_whole_equals_step_by_step(mode, engine, options):
+    layer = make_layer(mode, input_size=3, hidden_size=5, num_layers=2, batch_first=True,
+                       engine=engine, **options).eval()
+    x = torch.randn(2, 9, 3, dtype=DOUBLE)
+    whole, whole_state = _call(layer, x)
+    chunks, state = [], None
+    for start, stop in ((0, 4), (4, 5), (5, 9)):
+        out, state = _call(layer, x[:, start:stop], state)
+        chunks.append(out)
+    _states_close(torch.cat(chunks, dim=1), whole)
+    _states_close(state, whole_state)
+    steps, state = [], None
+    for t in range(9):
+        y, state = layer.step(x[:, t], state)
+        steps.append(y)
+    _states_close(torch.stack(steps, dim=1), whole)
+    _states_close(state, whole_state)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("mode", MODES)
+def test_padding_never_leaks(mode, engine):
+    layer = make_layer(mode, input_size=3, hidden_size=4, bidirectional=True, engine=engine)
+    x = torch.randn(6, 3, 3, dtype=DOUBLE)
+    lengths = torch.tensor([6, 2, 4])
+    out, state = _call(layer, x, lengths=lengths)
+    noisy = x.clone()
+    for row, n in enumerate(lengths):
+        noisy[n:, row] = torch.randn_like(noisy[n:, row]) * 100
+    out2, state2 = _call(layer, noisy, lengths=lengths)
+    _states_close(out2, out)
+    _states_close(state2, state)
+    for row, n in enumerate(lengths):
+        assert torch.count_nonzero(out[n:, row]) == 0  # zeros at padded steps
+        # each row alone, cut to its length, gives the same outputs and final state
+        alone, alone_state = _call(layer, x[:n, row:row + 1])
+        _states_close(out[:n, row:row + 1], alone)
+        if mode == "lstm":
+            _states_close(state[0][:, row], alone_state[0][:, 0])
+        else:
+            _states_close(state[:, row], alone_state[:, 0])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("mode", MODES)
+def test_reverse_half_is_forward_on_flipped_sequences(mode, engine):
+    bi = make_layer(mode, input_size=3, hidden_size=4, bidirectional=True, engine=engine)
+    uni = (LSTM if mode == "lstm" else GRU)(3, 4, engine=engine).to(DOUBLE)
+    with torch.no_grad():
+        for name, p in uni.named_parameters():
+            p.copy_(getattr(bi, name + "_reverse"))
+    x = torch.randn(7, 3, 3, dtype=DOUBLE)
+    lengths = torch.tensor([7, 3, 5])
+    out, _ = _call(bi, x, lengths=lengths)
+    for row, n in enumerate(lengths):
+        flipped = x[:n, row:row + 1].flip(0)
+        rev, _ = _call(uni, flipped)
+        _states_close(out[:n, row:row + 1, 4:], rev.flip(0))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_batch_first_agrees(mode):
+    a = make_layer(mode, input_size=3, hidden_size=4, num_layers=2, bidirectional=True)
+    b = make_layer(mode, input_size=3, hidden_size=4, num_layers=2, bidirectional=True,
+                   batch_first=True)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(5, 2, 3, dtype=DOUBLE)
+    out_a, state_a = _call(a, x, lengths=torch.tensor([5, 3]))
+    out_b, state_b = _call(b, x.transpose(0, 1), lengths=torch.tensor([5, 3]))
+    _states_close(out_b.transpose(0, 1), out_a)
+    _states_close(state_b, state_a)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("option", ["recurrent_dropout", "weight_drop", "zoneout", "dropout"])
+def test_regularisers_at_zero_or_in_eval_equal_the_plain_layer(mode, option):
+    plain = make_layer(mode, input_size=3, hidden_size=4, num_layers=2).train()
+    x = torch.randn(5, 2, 3, dtype=DOUBLE)
+    want, _ = _call(plain, x)
+    for engine in ("reference", "scan"):
+        zero = make_layer(mode, input_size=3, hidden_size=4, num_layers=2, engine=engine,
+                          **{option: 0.0}).train()
+        zero.load_state_dict(plain.state_dict())
+        _states_close(_call(zero, x)[0], want)
+    if option != "zoneout":  # zoneout's eval mode is its expectation, tested below
+        on = make_layer(mode, input_size=3, hidden_size=4, num_layers=2, **{option: 0.5})
+        on.load_state_dict(plain.state_dict())
+        _states_close(_call(on.eval(), x)[0], _call(plain.eval(), x)[0])
+        assert not torch.allclose(_call(on.train(), x)[0], want)  # and it does act in training
+
+
+def test_zoneout_eval_uses_the_expectation():
+    layer = make_layer("gru", input_size=2, hidden_size=3, zoneout=0.4).eval()
+    plain = make_layer("gru", input_size=2, hidden_size=3).eval()
+    plain.load_state_dict(layer.state_dict())
+    x = torch.randn(4, 1, 2, dtype=DOUBLE)
+    out, _ = _call(layer, x)
+    h = torch.zeros(1, 1, 3, dtype=DOUBLE)
+    for t in range(4):
+        _, h_new = _call(plain, x[t:t + 1], h)
+        h = 0.4 * h + 0.6 * h_new  # h_t = z h_{t-1} + (1 - z) h_new
+        _states_close(out[t], h[0])
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("per_batch", [False, True])
+def test_recurrent_dropout_mask_is_constant_over_time(mode, per_batch, monkeypatch):
+    """Spy on the masks the engine receives: one per sequence, reused at every step."""
+    from lstmkit.nn.engines import reference
+
+    seen = []
+    original = reference._run_direction
+
+    def spy(x, lengths, h, c, p, m, *args, **kwargs):
+        seen.append(m.recurrent)
+        return original(x, lengths, h, c, p, m, *args, **kwargs)
+
+    monkeypatch.setattr(reference, "_run_direction", spy)
+    layer = make_layer(mode, input_size=2, hidden_size=64, engine="reference",
+                       recurrent_dropout=0.5,
+                       recurrent_dropout_mode="per_batch" if per_batch else "per_sequence")
+    layer.train()
+    _call(layer, torch.randn(6, 3, 2, dtype=DOUBLE))
+    (mask,) = seen
+    assert mask.shape == ((1, 64) if per_batch else (3, 64))  # no time dimension: constant
+    assert set(mask.unique().tolist()) == {0.0, 2.0}  # inverted dropout, p = 0.5
+    if not per_batch:
+        assert not torch.equal(mask[0], mask[1])  # each sequence draws its own mask
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_weight_drop_leaves_the_first_step_alone(mode):
+    """h_0 = 0 so W_hh is not used at step 1: weight drop cannot change it."""
+    layer = make_layer(mode, input_size=3, hidden_size=4, weight_drop=0.5).train()
+    x = torch.randn(4, 2, 3, dtype=DOUBLE)
+    outputs = [_call(layer, x)[0] for _ in range(3)]
+    for out in outputs[1:]:
+        _states_close(out[0], outputs[0][0])
+        assert not torch.allclose(out[1:], outputs[0][1:])
+
+
+def test_same_seed_gives_same_masks():
+    layer = make_layer("lstm", input_size=3, hidden_size=4, recurrent_dropout=0.3, zoneout=0.2,
+                       weight_drop=0.2).train()
+    x = torch.randn(5, 2, 3, dtype=DOUBLE)
+    torch.manual_seed(7)
+    a = _call(layer, x)[0]
+    torch.manual_seed(7)
+    b = _call(layer, x)[0]
+    _states_close(a, b, atol=0)
+
+
+def test_auto_picks_fused_for_plain_and_scan_for_what_fused_cannot_run():
+    x = torch.randn(4, 2, 3)
+    cases = [(dict(), "fused"), (dict(weight_drop=0.2), "fused"),
+             (dict(recurrent_dropout=0.2, recurrent_dropout_mode="per_batch"), "fused"),
+             (dict(recurrent_dropout=0.2), "scan"), (dict(zoneout=0.1), "scan"),
+             (dict(layer_norm=True), "scan")]
+    for options, engine in cases:
+        layer = LSTM(3, 4, **options)
+        layer(x)
+        assert layer.last_engine == engine, options
+    gru = GRU(3, 4, reset_after=False)
+    gru(x)
+    assert gru.last_engine == "scan"
+    gru = GRU(3, 4)
+    gru(x)  # training needs a backward: the scan engine's is faster on the CPU
+    assert gru.last_engine == "scan"
+    with torch.no_grad():
+        gru(x)  # inference: torch's kernel is faster
+    assert gru.last_engine == "fused"
