@@ -14,30 +14,32 @@ from tests.nn.helpers import assert_same, functional, make_inputs, make_layer, r
 FLAGS = list(itertools.product([False, True], repeat=5))  # bias, batch_first, bidir, lengths, L=2
 
 
-def _options(mode: str, engine: str, training: bool, num_layers: int, proj: bool) -> dict:
-    """Every option the engine can run, switched on, so that the comparison covers them."""
-    options = dict(weight_drop=0.3, recurrent_dropout=0.25)
+def _options(mode: str, engine: str, regularised: bool, num_layers: int, proj: bool) -> dict:
+    """Plain, or every option the engine can run switched on, so that both paths are covered."""
+    options = {"proj_size": 2} if mode == "lstm" and proj else {}
+    if not regularised:
+        return options
+    options |= dict(weight_drop=0.3, recurrent_dropout=0.25)
     if num_layers == 2:
         options["dropout"] = 0.2
     if engine == "fused":
         options["recurrent_dropout_mode"] = "per_batch"
     else:
         options |= dict(zoneout=0.2, layer_norm=True)
-    if mode == "lstm" and proj:
-        options["proj_size"] = 2
     return options
 
 
+@pytest.mark.parametrize("regularised", [False, True], ids=["plain", "regularised"])
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
 @pytest.mark.parametrize("engine", ["fused", "scan"])
 @pytest.mark.parametrize("mode,proj", [("lstm", False), ("lstm", True), ("gru", False)])
 @pytest.mark.parametrize("bias,batch_first,bidirectional,with_lengths,two_layers", FLAGS)
-def test_engine_matches_reference(mode, proj, engine, training, bias, batch_first,
+def test_engine_matches_reference(mode, proj, engine, training, regularised, bias, batch_first,
                                   bidirectional, with_lengths, two_layers):
     num_layers = 2 if two_layers else 1
     layer = make_layer(mode, input_size=3, hidden_size=4, num_layers=num_layers, bias=bias,
                        batch_first=batch_first, bidirectional=bidirectional,
-                       **_options(mode, engine, training, num_layers, proj))
+                       **_options(mode, engine, regularised, num_layers, proj))
     layer.train(training)
     inputs = make_inputs(layer, T=5, B=3, with_lengths=with_lengths)
     layer.engine = "reference"
@@ -49,18 +51,28 @@ def test_engine_matches_reference(mode, proj, engine, training, bias, batch_firs
 
 
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
-@pytest.mark.parametrize("engine", ["scan"])
-@pytest.mark.parametrize("layer_norm", [False, True])
-def test_gru_reset_before_matches_reference(engine, training, layer_norm):
-    layer = make_layer("gru", input_size=3, hidden_size=4, num_layers=2, bidirectional=True,
-                       reset_after=False, layer_norm=layer_norm, zoneout=0.2,
-                       recurrent_dropout=0.25, weight_drop=0.2, dropout=0.1)
+@pytest.mark.parametrize("regularised", [False, True], ids=["plain", "regularised"])
+@pytest.mark.parametrize("bias,bidirectional,with_lengths,two_layers",
+                         list(itertools.product([False, True], repeat=4)))
+def test_gru_reset_before_matches_reference(training, regularised, bias, bidirectional,
+                                            with_lengths, two_layers):
+    options = dict(layer_norm=True, zoneout=0.2, recurrent_dropout=0.25, weight_drop=0.2,
+                   dropout=0.1 if two_layers else 0.0) if regularised else {}
+    layer = make_layer("gru", input_size=3, hidden_size=4, num_layers=2 if two_layers else 1,
+                       bias=bias, bidirectional=bidirectional, reset_after=False, **options)
     layer.train(training)
-    inputs = make_inputs(layer, T=6, B=3, with_lengths=True)
+    inputs = make_inputs(layer, T=6, B=3, with_lengths=with_lengths)
     layer.engine = "reference"
     want = run_with_grads(layer, *inputs)
-    layer.engine = engine
+    layer.engine = "scan"
     assert_same(run_with_grads(layer, *inputs), want, atol=1e-10)
+
+
+def test_scan_refuses_second_derivatives_clearly():
+    layer = make_layer("gru", input_size=2, hidden_size=3, engine="scan")
+    x = torch.randn(4, 2, 2, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(RuntimeError, match="engine='scan' computes first derivatives only"):
+        torch.autograd.grad(layer(x)[0].sum(), x, create_graph=True)
 
 
 REGULARISERS = {

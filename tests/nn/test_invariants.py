@@ -29,6 +29,8 @@ CHUNK_CASES = [(engine, {}) for engine in ENGINES] + [
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("engine,options", CHUNK_CASES)
 def test_chunked_equals_whole_equals_step_by_step(mode, engine, options):
+    if mode == "lstm":
+        options = dict(options, proj_size=2)
     layer = make_layer(mode, input_size=3, hidden_size=5, num_layers=2, batch_first=True,
                        engine=engine, **options).eval()
     x = torch.randn(2, 9, 3, dtype=DOUBLE)
@@ -45,21 +47,32 @@ def test_chunked_equals_whole_equals_step_by_step(mode, engine, options):
         steps.append(y)
     _states_close(torch.stack(steps, dim=1), whole)
     _states_close(state, whole_state)
+    # one unbatched sequence, step by step: y_t is (R,) as torch.nn's unbatched convention
+    state = None
+    for t in range(9):
+        y, state = layer.step(x[1, t], state)
+        assert y.dim() == 1
+    _states_close(y, whole[1, -1])
 
 
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("mode", MODES)
-def test_padding_never_leaks(mode, engine):
+@pytest.mark.parametrize("garbage", [100.0, float("nan"), float("inf")])
+def test_padding_never_leaks(mode, engine, garbage):
     layer = make_layer(mode, input_size=3, hidden_size=4, bidirectional=True, engine=engine)
     x = torch.randn(6, 3, 3, dtype=DOUBLE)
     lengths = torch.tensor([6, 2, 4])
     out, state = _call(layer, x, lengths=lengths)
-    noisy = x.clone()
-    for row, n in enumerate(lengths):
-        noisy[n:, row] = torch.randn_like(noisy[n:, row]) * 100
+    noisy = x.clone().requires_grad_()
+    with torch.no_grad():
+        for row, n in enumerate(lengths):
+            noisy[n:, row] = torch.randn_like(noisy[n:, row]) * garbage
     out2, state2 = _call(layer, noisy, lengths=lengths)
-    _states_close(out2, out)
+    _states_close(out2, out.detach())
     _states_close(state2, state)
+    out2.sum().backward()  # no NaN reaches a gradient either
+    assert torch.isfinite(noisy.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in layer.parameters())
     for row, n in enumerate(lengths):
         assert torch.count_nonzero(out[n:, row]) == 0  # zeros at padded steps
         # each row alone, cut to its length, gives the same outputs and final state
@@ -193,6 +206,10 @@ def test_auto_picks_fused_for_plain_and_scan_for_what_fused_cannot_run():
     gru = GRU(3, 4, reset_after=False)
     gru(x)
     assert gru.last_engine == "scan"
+    lstm = LSTM(3, 4, recurrent_dropout=0.3).eval()
+    with torch.no_grad():
+        lstm(x)  # recurrent dropout is off in eval mode: torch's kernel can run it
+    assert lstm.last_engine == "fused"
     gru = GRU(3, 4)
     gru(x)  # training needs a backward: the scan engine's is faster on the CPU
     assert gru.last_engine == "scan"

@@ -189,14 +189,16 @@ class LSTMCell(nn.Module):
         ((2, 5), (2, 5))
     """
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None,
+                 dtype=None) -> None:
         super().__init__()
         _check_sizes("LSTMCell", input_size, hidden_size)
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
-        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
-        self.bias_ih = nn.Parameter(torch.empty(4 * hidden_size)) if bias else None
-        self.bias_hh = nn.Parameter(torch.empty(4 * hidden_size)) if bias else None
+        kw = dict(device=device, dtype=dtype)
+        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size, **kw))
+        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size, **kw))
+        self.bias_ih = nn.Parameter(torch.empty(4 * hidden_size, **kw)) if bias else None
+        self.bias_hh = nn.Parameter(torch.empty(4 * hidden_size, **kw)) if bias else None
         _init_uniform(self, hidden_size)
 
     def forward(self, x: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
@@ -235,17 +237,17 @@ class GRUCell(nn.Module):
         (2, 5)
     """
 
-    def __init__(
-        self, input_size: int, hidden_size: int, bias: bool = True, *, reset_after: bool = True
-    ) -> None:
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None,
+                 dtype=None, *, reset_after: bool = True) -> None:
         super().__init__()
         _check_sizes("GRUCell", input_size, hidden_size)
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         self.reset_after = reset_after
-        self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size))
-        self.bias_ih = nn.Parameter(torch.empty(3 * hidden_size)) if bias else None
-        self.bias_hh = nn.Parameter(torch.empty(3 * hidden_size)) if bias else None
+        kw = dict(device=device, dtype=dtype)
+        self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size, **kw))
+        self.weight_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size, **kw))
+        self.bias_ih = nn.Parameter(torch.empty(3 * hidden_size, **kw)) if bias else None
+        self.bias_hh = nn.Parameter(torch.empty(3 * hidden_size, **kw)) if bias else None
         _init_uniform(self, hidden_size)
 
     def forward(self, x: Tensor, hx: Tensor | None = None) -> Tensor:

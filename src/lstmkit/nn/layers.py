@@ -70,6 +70,7 @@ _SHARED_ARGS_DOC = """
         zoneout, layer_norm                           yes        yes        no
         LSTM proj_size                                yes        yes        yes
         GRU reset_after=False                         yes        yes        no
+        second derivatives (create_graph=True)        yes        no         yes
         ============================================  =========  =========  ==========
 
         ``"auto"`` takes ``fused`` (oneDNN on the CPU, cuDNN on CUDA) for the LSTM wherever it
@@ -216,11 +217,14 @@ class _RecurrentLayer(nn.Module):
             x, unbatched = self._time_major(input)
         T, B, _ = x.shape
         lengths = _check_lengths(name, lengths, T, B)
+        if lengths is not None:  # padding may hold NaN: zero it so no engine multiplies it
+            valid = torch.arange(T).unsqueeze(1) < lengths.unsqueeze(0)  # (T, B)
+            x = x.masked_fill(~valid.to(x.device).unsqueeze(2), 0.0)
         hx = self._check_state(hx, B, x, unbatched)
         spec = self.spec
         needs_grad = torch.is_grad_enabled() and (
             x.requires_grad or any(p.requires_grad for p in self.parameters()))
-        engine = select_engine(spec, x.device, self.engine, needs_grad)
+        engine = select_engine(spec, x.device, self.engine, needs_grad, self.training)
         if engine != self.last_engine:
             log.debug("%s runs on engine %r", name, engine)
         self.last_engine = engine
@@ -318,7 +322,8 @@ class _RecurrentLayer(nn.Module):
             raise ValueError(f"{name}.step() expects one time step shaped (batch, "
                              f"{self.input_size}) or ({self.input_size},); got {shape}.")
         if x_t.dim() == 1:
-            return self._run(x_t.unsqueeze(0), state, None)  # unbatched, T = 1
+            out, h_n, c_n = self._run(x_t.unsqueeze(0), state, None)  # unbatched, T = 1
+            return out.squeeze(0), h_n, c_n
         step = x_t.unsqueeze(1) if self.batch_first else x_t.unsqueeze(0)
         out, h_n, c_n = self._run(step, state, None)
         return out.squeeze(1 if self.batch_first else 0), h_n, c_n

@@ -125,8 +125,12 @@ class DirectionResult(NamedTuple):
 DirectionRunner = Callable[..., DirectionResult]
 
 
-def engine_limitation(engine: str, spec: RecurrentSpec, device: torch.device) -> str | None:
-    """Why ``engine`` cannot run ``spec``, as text naming the option, or None if it can."""
+def engine_limitation(engine: str, spec: RecurrentSpec, device: torch.device,
+                      training: bool = True) -> str | None:
+    """Why ``engine`` cannot run ``spec``, as text naming the option, or None if it can.
+
+    In eval mode recurrent dropout is off, so it does not stand in the fused kernel's way.
+    """
     if engine in ("reference", "scan"):
         return None
     # engine == "fused": only what changes the weight tensors fits torch's kernel.
@@ -134,7 +138,7 @@ def engine_limitation(engine: str, spec: RecurrentSpec, device: torch.device) ->
         return "layer_norm=True (torch's kernel has no layer normalisation)"
     if spec.zoneout > 0:
         return f"zoneout={spec.zoneout} (torch's kernel has no zoneout)"
-    if spec.recurrent_dropout > 0 and spec.recurrent_dropout_mode == "per_sequence":
+    if training and spec.recurrent_dropout > 0 and spec.recurrent_dropout_mode == "per_sequence":
         return (f"recurrent_dropout={spec.recurrent_dropout} with "
                 "recurrent_dropout_mode='per_sequence' (torch's kernel shares weights across "
                 "the batch; recurrent_dropout_mode='per_batch' fits it)")
@@ -144,7 +148,7 @@ def engine_limitation(engine: str, spec: RecurrentSpec, device: torch.device) ->
 
 
 def select_engine(spec: RecurrentSpec, device: torch.device, requested: str = "auto",
-                  needs_grad: bool = True) -> str:
+                  needs_grad: bool = True, training: bool = True) -> str:
     """The engine that runs ``spec`` on ``device``: ``requested``, or the fastest for "auto".
 
     ``needs_grad`` says whether a backward pass will follow (it changes the GRU's answer).
@@ -153,13 +157,13 @@ def select_engine(spec: RecurrentSpec, device: torch.device, requested: str = "a
     if requested not in ENGINE_NAMES:
         raise ValueError(f"unknown engine={requested!r}; choose one of {', '.join(ENGINE_NAMES)}.")
     if requested != "auto":
-        why = engine_limitation(requested, spec, device)
+        why = engine_limitation(requested, spec, device, training)
         if why is not None:
             raise ValueError(f"engine={requested!r} cannot run {why}; use engine='auto' or "
                              "engine='scan'.")
         return requested
-    if engine_limitation("fused", spec, device) is None and _fused_is_fastest(spec, device,
-                                                                              needs_grad):
+    fits = engine_limitation("fused", spec, device, training) is None
+    if fits and _fused_is_fastest(spec, device, needs_grad):
         return "fused"
     return "scan"
 

@@ -34,24 +34,26 @@ def native_rnn(
     """Call torch's kernel: x (T, B, F) padded, or packed data (N, F) with batch_sizes.
 
     Returns output ((T, B, D*R) or (N, D*R)), h_n (D*L, B, R), c_n (D*L, B, H) or None.
-    Dropout between layers is never asked of the kernel (run() applies it itself).
+    Dropout between layers is never asked of the kernel (run() applies it itself). The
+    kernel's ``train`` flag follows grad mode: cuDNN keeps what its backward needs only then.
     """
     h0, c0 = hx
+    train = torch.is_grad_enabled()
     if mode == "lstm":
         state = (h0, c0)
         if batch_sizes is None:
             out, h_n, c_n = torch.lstm(x, state, flat_weights, has_biases, num_layers, 0.0,
-                                       False, bidirectional, False)
+                                       train, bidirectional, False)
         else:
             out, h_n, c_n = torch.lstm(x, batch_sizes, state, flat_weights, has_biases,
-                                       num_layers, 0.0, False, bidirectional)
+                                       num_layers, 0.0, train, bidirectional)
         return out, h_n, c_n
     if batch_sizes is None:
-        out, h_n = torch.gru(x, h0, flat_weights, has_biases, num_layers, 0.0, False,
+        out, h_n = torch.gru(x, h0, flat_weights, has_biases, num_layers, 0.0, train,
                              bidirectional, False)
     else:
         out, h_n = torch.gru(x, batch_sizes, h0, flat_weights, has_biases, num_layers, 0.0,
-                             False, bidirectional)
+                             train, bidirectional)
     return out, h_n, None
 
 

@@ -13,6 +13,9 @@ previous state, h_t = k_t h_{t-1} + (1 - k_t) h_new (Krueger et al. 2016, arXiv:
 with k_t = 1 at padded steps. The reverse direction runs the forward recursion over each
 sequence flipped within its own length. Layer normalisation (Ba et al. 2016) has its
 backward written here too: dx = rstd (dx̂ - mean(dx̂) - x̂ mean(dx̂ x̂)).
+
+The backward gives first derivatives only: create_graph=True raises, and second derivatives
+need the reference or fused engine.
 """
 
 from __future__ import annotations
@@ -91,22 +94,34 @@ def _run_direction(
     if p.b_ih is not None:
         xg = xg + p.b_ih
     xg = xg.reshape(T, B, -1)  # (T, B, G*H)
+    # Keep per-step buffers for a backward pass only when one can follow.
+    save = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (xg, h0, c0, *p))
     if spec.mode == "lstm":
         keep_c = _keep_fraction(zoneout_c, valid)
         keep_c = None if keep_c is None else keep_c.to(x.dtype)
         b_hh = p.b_hh
         if b_hh is not None and p.ln_hh is None:
             xg, b_hh = xg + b_hh, None  # outside a layer norm, b_hh simply adds to b_ih
-        hs, c_n = _LSTMScan.apply(xg, h0, c0, p.w_hh, b_hh, p.ln_hh, p.w_hr, p.ln_cell_weight,
+        hs, c_n = _LSTMScan.apply(save, xg, h0, c0, p.w_hh, b_hh, p.ln_hh, p.w_hr, p.ln_cell_weight,
                                   p.ln_cell_bias, m.recurrent, keep_h, keep_c)
     else:
-        hs = _GRUScan.apply(xg, h0, p.w_hh, p.b_hh, p.ln_hh, m.recurrent, keep_h,
+        hs = _GRUScan.apply(save, xg, h0, p.w_hh, p.b_hh, p.ln_hh, m.recurrent, keep_h,
                             spec.reset_after)
         c_n = None
     output = hs if valid is None else hs * valid  # (T, B, R), zero at padded steps
     if reverse:
         output = reverse_within_lengths(output, lengths)
     return DirectionResult(output, hs[-1], c_n)
+
+
+def _refuse_double_backward() -> None:
+    # Grad mode is on inside a backward only under create_graph=True. The loops write into
+    # buffers, so no graph of the backward exists: say so rather than return a partial one.
+    if torch.is_grad_enabled():
+        raise RuntimeError("engine='scan' computes first derivatives only (its backward is "
+                           "hand-written); for create_graph=True use engine='reference' or "
+                           "engine='fused'.")
 
 
 def _ln_forward(y: Tensor) -> tuple[Tensor, Tensor]:
@@ -141,10 +156,10 @@ class _LSTMScan(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, xg, h0, c0, w_hh, b_hh, ln_hh, w_hr, ln_cw, ln_cb, mask, keep_h, keep_c):
+    def forward(ctx, save, xg, h0, c0, w_hh, b_hh, ln_hh, w_hr, ln_cw, ln_cb, mask, keep_h,
+                keep_c):
         T, B, G = xg.shape
         H = G // 4
-        save = any(ctx.needs_input_grad)
         h_all = xg.new_empty(T + 1, B, h0.shape[1])  # (T+1, B, R): h_all[t] = h_{t-1}
         h_all[0] = h0
         c_all = xg.new_empty(T + 1, B, H) if save else None  # (T+1, B, H)
@@ -199,6 +214,7 @@ class _LSTMScan(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_hs, grad_c_n):
+        _refuse_double_backward()
         (h_all, c_all, acts, tanh_c, h_in_all, w_hh, ln_hh, w_hr, ln_cw, mask, keep_h, keep_c,
          xhat_h, rstd_h, xhat_c, rstd_c) = ctx.saved_tensors
         T, B, G = acts.shape
@@ -239,7 +255,7 @@ class _LSTMScan(torch.autograd.Function):
             if dh_prev is not None:
                 dh = dh + dh_prev
         h_in = h_all[:-1] if h_in_all is None else h_in_all  # (T, B, R)
-        need = ctx.needs_input_grad
+        need = ctx.needs_input_grad[1:]  # [0] is the save flag
         d_w_hh = _gemm_bt(d_raw, h_in) if need[3] else None  # (4H, R), one GEMM
         d_b_hh = _sum_bt(d_gates) if ctx.has_b_hh and need[4] else None
         d_ln_hh = _sum_bt(d_gates * xhat_h) if ln_hh is not None and need[5] else None
@@ -248,7 +264,7 @@ class _LSTMScan(torch.autograd.Function):
             d_w_hr = _gemm_bt(d_h_new, acts[..., 3 * H:] * tanh_c)  # (P, H), r_t = o ⊙ tanh(ĉ)
         d_ln_cw = _sum_bt(d_c_hat * xhat_c) if ln_cw is not None and need[7] else None
         d_ln_cb = _sum_bt(d_c_hat) if ln_cw is not None and need[8] else None
-        return (d_gates, dh, dc, d_w_hh, d_b_hh, d_ln_hh, d_w_hr, d_ln_cw, d_ln_cb,
+        return (None, d_gates, dh, dc, d_w_hh, d_b_hh, d_ln_hh, d_w_hr, d_ln_cw, d_ln_cb,
                 None, None, None)
 
 
@@ -259,10 +275,9 @@ class _GRUScan(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, xg, h0, w_hh, b_hh, ln_hh, mask, keep_h, reset_after):
+    def forward(ctx, save, xg, h0, w_hh, b_hh, ln_hh, mask, keep_h, reset_after):
         T, B, G = xg.shape
         H = G // 3
-        save = any(ctx.needs_input_grad)
         h_all = xg.new_empty(T + 1, B, H)  # (T+1, B, H): h_all[t] = h_{t-1}
         h_all[0] = h0
         rzn = xg.new_empty(T, B, G) if save else None  # r, z, n
@@ -302,6 +317,7 @@ class _GRUScan(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_hs):
+        _refuse_double_backward()
         h_all, rzn, hn_or_s, h_in_all, w_hh, ln_hh, mask, keep_h, xhat, rstd = ctx.saved_tensors
         T, B, G = rzn.shape
         H = G // 3
@@ -337,7 +353,7 @@ class _GRUScan(torch.autograd.Function):
                 dh_in = d_raw[t, :, :2 * H] @ w_hh[:2 * H] + ds * r
             dh = dh_in if mask is None else dh_in * mask
             dh = dh + carry if dh_prev is None else dh + carry + dh_prev
-        need = ctx.needs_input_grad
+        need = ctx.needs_input_grad[1:]  # [0] is the save flag
         h_in = h_all[:-1] if h_in_all is None else h_in_all  # (T, B, H)
         d_w_hh = None
         if need[2] and ra:
@@ -347,7 +363,7 @@ class _GRUScan(torch.autograd.Function):
                                 _gemm_bt(d_raw[..., 2 * H:], hn_or_s)])
         d_b_hh = _sum_bt(d_hg) if ctx.has_b_hh and need[3] else None
         d_ln = _sum_bt(d_hg * xhat) if ln_hh is not None and need[4] else None
-        return d_x, dh, d_w_hh, d_b_hh, d_ln, None, None, None
+        return None, d_x, dh, d_w_hh, d_b_hh, d_ln, None, None, None
 
 
 def _gru_recurrent(h_in, w_t, b_hh, ln_hh, ln_stats, t, cols, group):
