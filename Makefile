@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 demo: venv
-	$(VENV)/bin/lstmkit demo
+	$(VENV)/bin/lstmkit forecast demo
 
 test: venv
 	KERAS_BACKEND=torch $(PY) -m pytest -q

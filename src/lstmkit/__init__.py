@@ -1,13 +1,15 @@
 """lstmkit: LSTM and GRU networks on PyTorch, from our own recurrent core to applications.
 
 The recurrent core lives in :mod:`lstmkit.nn` (``LSTM``, ``GRU``, ``LSTMCell``, ``GRUCell``,
-converters to and from torch.nn and Keras); the errors a user catches in
-:mod:`lstmkit.errors`.
+converters to and from torch.nn and Keras); the applications in :mod:`lstmkit.tasks`
+(``Forecaster``); the errors a user catches in :mod:`lstmkit.errors`.
 """
 
 from . import nn
 from .errors import CheckpointError, DataError, LstmkitError
+from .tasks.forecast import ForecastConfig, Forecaster
 
 __version__ = "0.1.0"
 
-__all__ = ["CheckpointError", "DataError", "LstmkitError", "__version__", "nn"]
+__all__ = ["CheckpointError", "DataError", "ForecastConfig", "Forecaster", "LstmkitError",
+           "__version__", "nn"]

@@ -7,7 +7,7 @@ import sys
 
 from .. import __version__
 from ..errors import LstmkitError
-from . import demo
+from . import forecast
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,7 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lstmkit {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo.add_parser(commands)
+    forecast.add_parser(commands)
     return parser
 
 
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (LstmkitError, ValueError, OSError) as error:
+    except (LstmkitError, ValueError, OSError, FloatingPointError) as error:
         if args.debug:
             raise
         print(f"lstmkit: error: {error}", file=sys.stderr)

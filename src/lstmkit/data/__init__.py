@@ -1,0 +1,1 @@
+"""Data preparation: tables, series, windows, scalers and the shipped data sets."""

@@ -1,0 +1,1 @@
+"""One module per application: its model, fit / predict / evaluate / save / load, and baselines."""
