@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import CheckpointError
 
-__all__ = ["FORMAT_VERSION", "config_from_dict", "config_to_dict", "read_json", "write_json"]
+__all__ = ["FORMAT_VERSION", "config_from_dict", "config_to_dict", "json_safe", "read_json",
+           "write_json"]
 
 FORMAT_VERSION = 1  # bump when a saved file's meaning changes; readers decide how to upgrade
 
@@ -38,6 +40,9 @@ def config_from_dict(cls: type[C], data: dict[str, Any], source: str = "config")
     CheckpointError naming ``source`` and the key. Field validation is the class's own
     ``__post_init__``; its ValueError is re-raised with ``source`` in front.
     """
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{source}: expected a JSON object of settings, got "
+                              f"{type(data).__name__}.")
     data = dict(data)
     version = data.pop("format_version", FORMAT_VERSION)
     if not isinstance(version, int) or version > FORMAT_VERSION:
@@ -73,11 +78,23 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
+def json_safe(value: Any) -> Any:
+    """JSON has no NaN or infinity: such figures become null (nested dicts and lists too)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically: to a temporary file beside ``path``, then rename over it."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n",
+                   encoding="utf-8")
     tmp.replace(path)
 
 

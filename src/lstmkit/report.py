@@ -4,7 +4,6 @@ and plots (matplotlib, written as PNG with no screen needed)."""
 from __future__ import annotations
 
 import csv
-import math
 from pathlib import Path
 
 from .config import write_json
@@ -12,21 +11,10 @@ from .config import write_json
 __all__ = ["plot_lines", "plot_training", "write_history", "write_metrics"]
 
 
-def _clean(value):
-    """JSON has no NaN: missing figures are written as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
 def write_metrics(directory: Path, metrics: dict, stem: str = "metrics") -> None:
     """metrics.json as given, and metrics.csv with one row per (part, method)."""
     directory = Path(directory)
-    write_json(directory / f"{stem}.json", _clean(metrics))
+    write_json(directory / f"{stem}.json", metrics)
     rows = []
     for part, methods in metrics.items():
         if not isinstance(methods, dict):

@@ -103,3 +103,32 @@ def test_console_script_runs_without_traceback(tmp_path):
                           text=True)
     assert done.returncode == 2 and "no such run folder" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_errors_name_the_file_and_nothing_is_saved_before_the_test_part_is_checked(
+        csv, tmp_path, capsys):
+    out = tmp_path / "late"
+    assert main(["forecast", "train", "--data", str(csv), *DATA, "--test-start", "2017-01-01",
+                 "--out", str(out), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert str(csv) in err and "no series has 1 time step" in err
+    assert not out.exists() and not list(tmp_path.glob(".*partial"))
+
+
+def test_overwrite_replaces_the_whole_run(run_dir, csv, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    (copy / "stale.txt").write_text("from the old run")
+    assert main(["forecast", "train", "--data", str(csv), *DATA, "--out", str(copy),
+                 "--overwrite", *FAST, "--hidden-size", "8"]) == 0
+    assert not (copy / "stale.txt").exists()
+    assert json.loads((copy / "config.json").read_text())["hidden_size"] == 8
+
+
+def test_evaluate_json_is_strict_json(run_dir, csv, capsys):
+    assert main(["forecast", "evaluate", str(run_dir), "--data", str(csv), "--json"]) == 0
+    text = capsys.readouterr().out
+    metrics = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert "linear" in metrics["test"]

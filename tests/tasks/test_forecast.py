@@ -91,15 +91,18 @@ def _two_series(n: int = 300) -> pd.DataFrame:
 
 def test_many_series_one_global_model(tmp_path):
     table = _two_series()
+    start = Forecaster.default_test_start(table, "when")  # the last 20% of the span
     model = Forecaster(**SMALL, lookback=12, calendar=("hour",)).fit(
-        table, time="when", target="y", series_id="id", static=("size",))
-    metrics = model.evaluate(table)  # the last 20% of the span
+        table, time="when", target="y", series_id="id", static=("size",), test_start=start)
+    metrics = model.evaluate(table, test_start=start)
     assert metrics["test"]["model"]["mase"] < metrics["test"]["persistence"]["mase"]
     forecast = model.predict(table)
     assert forecast["id"].tolist() == ["a", "b"]
     assert forecast["forecast"].iloc[1] > 10 * abs(forecast["forecast"].iloc[0])  # own scale
     model.save(tmp_path / "run")
-    assert Forecaster.load(tmp_path / "run").evaluate(table) == metrics
+    assert Forecaster.load(tmp_path / "run").evaluate(table, test_start=start) == metrics
+    with pytest.warns(UserWarning, match="its figures include training data"):
+        model.evaluate(table, test_start="2020-01-05")
     unknown = table.assign(id=table["id"].replace("b", "c"))
     with pytest.raises(DataError, match="series 'c' was not in the training data"):
         model.predict(unknown)
@@ -131,3 +134,83 @@ def test_load_refuses_a_tampered_run(fitted, tmp_path):
                                                                  '"hidden_size": 16'))
     with pytest.raises(CheckpointError, match="model.safetensors: does not match config.json"):
         Forecaster.load(tmp_path / "run")
+
+
+def test_reviewed_edge_cases(fitted, weather):
+    """Inputs that once gave a traceback or a silent wrong answer."""
+    typo = weather.astype({"temp_min": object})
+    typo.loc[5, "temp_min"] = "n/a?"  # a numeric covariate with a text cell
+    with pytest.raises(DataError, match=r"column 'temp_min' is not numeric: row 6"):
+        fitted.predict(typo)
+    with pytest.raises(ValueError, match="season=-3 must be >= 0"):
+        Forecaster(season=-3)
+    blank = weather.copy()
+    blank.loc[[3, 8], "weather"] = None
+    with pytest.raises(DataError, match=r"column 'weather' is empty at rows 4, 9"):
+        Forecaster(**SMALL).fit(blank, **COLUMNS)
+    years = pd.DataFrame({"year": range(1900, 2000), "y": np.arange(100.0)})
+    with pytest.raises(DataError, match="time column 'year' holds numbers"):
+        Forecaster(**SMALL).fit(years, time="year", target="y")
+    with pytest.raises(DataError, match="no series has 1 time step.* from 2017-01-01"):
+        Forecaster(**SMALL).fit(weather, **COLUMNS, test_start="2017-01-01")
+    short = pd.concat([weather.assign(site="A"), weather.iloc[:5].assign(site="B")])
+    with pytest.raises(DataError, match="series 'B' has 5 time steps; lookback 7"):
+        Forecaster(**SMALL).fit(short, **COLUMNS, series_id="site", test_start=TEST_START)
+    no_id = weather.assign(site="A")
+    no_id.loc[100, "site"] = None
+    with pytest.raises(DataError, match="column 'site' is empty at row 101"):
+        Forecaster(**SMALL).fit(no_id, **COLUMNS, series_id="site")
+
+
+def test_time_zones_and_seasons():
+    from lstmkit.tasks.forecast import _default_season
+
+    assert [_default_season(f) for f in ("D", "h", "MS", "QS-JAN", "QE-DEC", "W-SUN", "2D")] \
+        == [7, 24, 12, 4, 4, 52, 1]
+    n = 200
+    table = pd.DataFrame({"t": pd.date_range("2021-01-01", periods=n, freq="h",
+                                             tz="Europe/Berlin").astype(str),
+                          "y": np.sin(np.arange(n) / 4.0)})
+    model = Forecaster(**dict(SMALL, max_epochs=2)).fit(table, time="t", target="y")
+    assert model.freq == "h"
+
+
+def test_quantiles_never_cross(weather):
+    model = Forecaster(**dict(SMALL, max_epochs=1), loss="quantile",
+                       quantiles=(0.9, 0.5, 0.1)).fit(weather, **COLUMNS, test_start=TEST_START)
+    _, frame = model._evaluation(weather, TEST_START, None)
+    assert (frame["q0.1"] <= frame["model"]).all() and (frame["model"] <= frame["q0.9"]).all()
+
+
+def test_an_interrupted_refit_keeps_the_early_stopped_model(weather, monkeypatch):
+    from lstmkit.train import trainer as trainer_module
+
+    original = trainer_module.Trainer.fit
+
+    def fit(self, model, data, loss_fn, score_fn=None, epochs=None):
+        result = original(self, model, data, loss_fn, score_fn, epochs)
+        if epochs is not None:  # the refit: pretend Ctrl-C came at once
+            result.interrupted = True
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.fill_(float("nan"))
+        return result
+
+    monkeypatch.setattr(trainer_module.Trainer, "fit", fit)
+    model = Forecaster(**dict(SMALL, max_epochs=3, refit=True)).fit(
+        weather, **COLUMNS, test_start=TEST_START)
+    assert model.interrupted
+    assert np.isfinite(model.predict(weather)["forecast"]).all()
+
+
+def test_a_corrupt_preprocessing_file_is_named(fitted, tmp_path):
+    import json
+
+    fitted.save(tmp_path / "run")
+    path = tmp_path / "run" / "preprocessing.json"
+    good = json.loads(path.read_text())
+    for bad in ([1, 2], {**good, "format_version": 99}, {**good, "bogus": 1},
+                {**good, "features": {**good["features"], "scalers": []}}):
+        path.write_text(json.dumps(bad))
+        with pytest.raises(CheckpointError, match="preprocessing.json"):
+            Forecaster.load(tmp_path / "run")

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
+from ..config import json_safe, write_json
 from ..data.datasets import seattle_weather
 from ..data.series import FILL_POLICIES
-from ..data.tables import read_table
 from ..errors import DataError
 from ..tasks.forecast import ForecastConfig, Forecaster
 from ._flags import add_config_flags, config_from_args
@@ -42,6 +43,7 @@ def _print_metrics(metrics: dict, part: str = "test") -> None:
     print(f"{'method':<16}{'MAE':>9}{'RMSE':>9}{'MAPE%':>9}{'sMAPE%':>9}{'MASE':>8}{'n':>6}")
     for method, m in metrics[part].items():
         cells = [m.get(k) for k in ("mae", "rmse", "mape", "smape", "mase")]
+        cells = [None if v is None or v != v else v for v in cells]
         text = "".join(f"{v:>9.3f}" if v is not None and v == v else f"{'-':>9}"
                        for v in cells[:4])
         mase = cells[4]
@@ -49,13 +51,39 @@ def _print_metrics(metrics: dict, part: str = "test") -> None:
         print(f"{method:<16}{text}{m.get('count', ''):>6}")
 
 
-def _train(args, table, columns: dict, test_start, out: Path) -> Forecaster:
+def _train(args, data: str, columns: dict, test_start, out: Path,
+           prepare=None) -> Forecaster:
+    """Train into a hidden folder beside ``out`` and move it into place only when the run is
+    complete, so that a failure or Ctrl-C never leaves half a run or destroys an old one."""
+    partial = out.parent / f".{out.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        if prepare is not None:
+            data = prepare(partial)
+        forecaster = _fit_and_report(args, data, columns, test_start, partial)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if out.exists():
+        old = out.parent / f".{out.name}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        partial.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        partial.rename(out)
+    print(f"\nrun folder: {out}")
+    return forecaster
+
+
+def _fit_and_report(args, data, columns: dict, test_start, folder: Path) -> Forecaster:
     config = config_from_args(ForecastConfig, args)
     forecaster = Forecaster(config)
     start = time.perf_counter()
-    forecaster.fit(table, **columns, test_start=test_start, quiet=args.quiet)
-    forecaster.save(out)
-    metrics = forecaster.report(out, table, test_start=test_start)
+    forecaster.fit(data, **columns, test_start=test_start, quiet=args.quiet)
+    forecaster.save(folder)
+    metrics = forecaster.report(folder, data, test_start=test_start)
     seconds = time.perf_counter() - start
     c = forecaster.config
     print(f"{columns['target']}: {c.horizon} step(s) ahead from {c.lookback} steps of history, "
@@ -64,30 +92,36 @@ def _train(args, table, columns: dict, test_start, out: Path) -> Forecaster:
     if forecaster.interrupted:
         print("training was interrupted: the models trained so far were kept and saved")
     _print_metrics(metrics)
-    forecast = forecaster.predict(table)
+    if c.horizon > 1:
+        print("\nMAE by step ahead: " + "; ".join(
+            f"{m} " + " ".join(f"{v:.3f}" for v in steps)
+            for m, steps in metrics["test_mae_by_step"].items()))
+    forecast = forecaster.predict(data)
     print("\nforecast after the data's last time:")
     print(forecast.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    print(f"\nrun folder: {out}")
     return forecaster
 
 
 def run_train(args) -> int:
-    table, _ = read_table(args.data)
     columns = _columns(args)
-    test_start = args.test_start or Forecaster.default_test_start(table, args.time)
-    _train(args, table, columns, test_start, _out_dir(args, "forecast"))
+    out = _out_dir(args, "forecast")
+    test_start = args.test_start or Forecaster.default_test_start(args.data, args.time)
+    _train(args, args.data, columns, test_start, out)
     return 0
 
 
 def run_demo(args) -> int:
-    table = seattle_weather()
     out = _out_dir(args, "forecast-demo")
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "seattle-weather.csv", index=False)
     print("Seattle daily weather 2012-2015 (vega_datasets): next-day temp_max from the past "
           "7 days of temp_max, temp_min, precipitation, wind and weather; test year 2015.\n")
-    _train(args, table, dict(DEMO_COLUMNS, series_id=None, static=(), fill_na=None),
-           DEMO_TEST_START, out)
+
+    def write_data(folder: Path) -> str:
+        path = folder / "seattle-weather.csv"
+        seattle_weather().to_csv(path, index=False)
+        return str(path)
+
+    _train(args, "", dict(DEMO_COLUMNS, series_id=None, static=(), fill_na=None),
+           DEMO_TEST_START, out, prepare=write_data)
     print(f"try: lstmkit forecast evaluate {out} --data {out / 'seattle-weather.csv'} "
           f"--test-start {DEMO_TEST_START}")
     return 0
@@ -97,7 +131,7 @@ def run_evaluate(args) -> int:
     forecaster = Forecaster.load(args.run_dir)
     metrics = forecaster.evaluate(args.data, test_start=args.test_start, test_end=args.test_end)
     if args.json:
-        print(json.dumps(metrics, indent=2))
+        print(json.dumps(json_safe(metrics), indent=2, allow_nan=False))
     else:
         _print_metrics(metrics)
     return 0
@@ -110,15 +144,14 @@ def run_predict(args) -> int:
 
 
 def run_backtest(args) -> int:
-    table, _ = read_table(args.data)
     config = config_from_args(ForecastConfig, args)
-    result = Forecaster(config).backtest(table, list(_split(args.cutoffs)), **_columns(args),
-                                         quiet=args.quiet)
+    result = json_safe(Forecaster(config).backtest(args.data, list(_split(args.cutoffs)),
+                                                   **_columns(args), quiet=args.quiet))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "backtest.json").write_text(json.dumps(result, indent=2))
+        write_json(args.out / "backtest.json", result)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2, allow_nan=False))
         return 0
     for fold in result["folds"]:
         print(f"\ncut-off {fold['cutoff']} -> {fold['test_end'] or 'end'}")

@@ -82,7 +82,7 @@ class SeriesFeatures:
             unseen = np.flatnonzero([v not in index for v in values])
             if len(unseen):
                 raise DataError(f"{label}: column {column!r} holds {values[unseen[0]]!r} at "
-                                f"{describe_rows(unseen)}, a label not seen in training "
+                                f"{describe_rows(one.rows[unseen])}, a label not seen in training "
                                 f"(known: {', '.join(map(repr, known))}).")
             one_hot = np.zeros((len(values), len(known)))
             one_hot[np.arange(len(values)), [index[v] for v in values]] = 1.0

@@ -32,6 +32,15 @@ class SeriesColumns:
     covariates: tuple[str, ...] = ()  # past covariates, numeric or categorical
     series_id: str | None = None
     static: tuple[str, ...] = ()  # numeric, constant within each series
+    numeric: tuple[str, ...] | None = None  # which covariates are numeric; None: infer
+
+    def numeric_covariates(self, table: pd.DataFrame) -> list[str]:
+        """The numeric covariates: as fixed at training, or those whose values are mostly
+        numbers (a stray text cell then fails loudly instead of turning a column into labels).
+        """
+        if self.numeric is not None:
+            return list(self.numeric)
+        return [c for c in self.covariates if _mostly_numeric(table[c])]
 
 
 @dataclass
@@ -40,6 +49,7 @@ class Series:
 
     key: str  # the series id as text; "" for a single series
     times: pd.DatetimeIndex  # (N,)
+    rows: np.ndarray  # (N,) 0-based row of the table for each step; -1 where a gap was filled
     target: np.ndarray  # (N,) float64
     numeric: np.ndarray  # (N, C_num) float64, the numeric covariates
     categorical: dict[str, np.ndarray]  # column -> (N,) labels as str
@@ -58,11 +68,16 @@ def load_series(table: pd.DataFrame, label: str, columns: SeriesColumns,
     table = table.copy()
     table["__row"] = np.arange(len(table))
     table[columns.time] = _parse_times(table, columns.time, label)
-    numeric = [columns.target] + [c for c in columns.covariates if _is_numeric(table[c])]
+    numeric = [columns.target] + columns.numeric_covariates(table)
     for column in numeric + list(columns.static):
         table[column] = numeric_column(table, column, label)
         if fill_na is None:
             _check_finite(table, column, label)
+    for column in columns.covariates:
+        if column not in numeric and fill_na is None:
+            _check_present(table, column, label)
+    if columns.series_id:
+        _check_present(table, columns.series_id, label)
     groups = ([("", table)] if not columns.series_id else
               [(str(k), g) for k, g in table.groupby(columns.series_id, sort=True)])
     series, freq = [], None
@@ -76,8 +91,20 @@ def load_series(table: pd.DataFrame, label: str, columns: SeriesColumns,
     return series, freq
 
 
-def _is_numeric(column: pd.Series) -> bool:
-    return is_numeric_dtype(column) and not is_bool_dtype(column)
+def _mostly_numeric(column: pd.Series) -> bool:
+    if is_bool_dtype(column):
+        return False
+    if is_numeric_dtype(column):
+        return True
+    present = column.dropna()
+    return len(present) > 0 and pd.to_numeric(present, errors="coerce").notna().mean() > 0.5
+
+
+def _check_present(table: pd.DataFrame, column: str, label: str) -> None:
+    empty = np.flatnonzero(table[column].isna().to_numpy())
+    if len(empty):
+        raise DataError(f"{label}: column {column!r} is empty at {describe_rows(empty)}; fill "
+                        "it or pass --fill-na ffill.")
 
 
 def _parse_times(table: pd.DataFrame, column: str, label: str) -> pd.Series:
@@ -85,8 +112,15 @@ def _parse_times(table: pd.DataFrame, column: str, label: str) -> pd.Series:
     missing = np.flatnonzero(raw.isna().to_numpy())
     if len(missing):
         raise DataError(f"{label}: time column {column!r} is empty at {describe_rows(missing)}.")
-    parsed = pd.to_datetime(raw, errors="coerce", format="mixed") if not \
-        pd.api.types.is_datetime64_any_dtype(raw) else raw
+    if is_numeric_dtype(raw) and not pd.api.types.is_datetime64_any_dtype(raw):
+        raise DataError(f"{label}: time column {column!r} holds numbers (e.g. {raw.iloc[0]!r}), "
+                        "not dates; write dates such as 2015-01-31, or years as 2015-01-01.")
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        parsed = raw
+    else:
+        parsed = pd.to_datetime(raw, errors="coerce", format="mixed", utc=True)
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_convert(None)  # time zones: compare everything in UTC
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if len(bad):
         raise DataError(f"{label}: time column {column!r} does not parse as dates at "
@@ -147,7 +181,9 @@ def _one_series(key, group, label, columns, numeric, fill_na) -> tuple[Series, s
     static = _static_values(frame, columns.static, where)
     categorical = {c: frame[c].astype(str).to_numpy() for c in columns.covariates
                    if c not in numeric}
-    return Series(key, pd.DatetimeIndex(frame.index), frame[columns.target].to_numpy(float),
+    file_rows = frame["__row"].fillna(-1).to_numpy(dtype=np.int64)
+    return Series(key, pd.DatetimeIndex(frame.index), file_rows,
+                  frame[columns.target].to_numpy(float),
                   frame[numeric[1:]].to_numpy(float).reshape(len(frame), -1), categorical,
                   static), freq
 

@@ -69,7 +69,8 @@ def make_windows(features: np.ndarray, target: np.ndarray, lookback: int, horizo
     last_origin = N - 1 if include_open else N - 1 - horizon
     origins = np.arange(lookback - 1, last_origin + 1)  # (S,)
     if len(origins) == 0:
-        return Windows(np.empty((0, lookback, F)), np.empty((0, horizon)),
+        return Windows(np.empty((0, lookback, F), features.dtype),
+                       np.empty((0, horizon), target.dtype),
                        np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
     view = sliding_window_view(features, lookback, axis=0)  # (N-L+1, F, L)
     inputs = view[origins - lookback + 1].transpose(0, 2, 1)  # (S, L, F)

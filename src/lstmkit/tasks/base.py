@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..config import config_from_dict, config_to_dict
+from ..config import FORMAT_VERSION, config_from_dict, config_to_dict
 from ..errors import CheckpointError
-from ..train.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_run, save_run
+from ..train.checkpoint import CONFIG_FILE, PREPROCESSING_FILE, WEIGHTS_FILE, load_run, save_run
 
 __all__ = ["Task"]
 
@@ -73,7 +73,8 @@ class Task(abc.ABC):
     def save(self, directory: str | Path) -> Path:
         """Write config.json, model.safetensors and preprocessing.json; returns the folder."""
         self._require_fitted()
-        preprocessing = {"task": self.task_name, **self._preprocessing_state()}
+        preprocessing = {"format_version": FORMAT_VERSION, "task": self.task_name,
+                         **self._preprocessing_state()}
         save_run(Path(directory), config_to_dict(self.config), self.model.state_dict(),
                  preprocessing)
         return Path(directory)
@@ -83,13 +84,25 @@ class Task(abc.ABC):
         """Read a folder written by :meth:`save`."""
         directory = Path(directory)
         config_data, weights, preprocessing = load_run(directory)
-        if preprocessing.get("task") != cls.task_name:
-            raise CheckpointError(f"{directory}: holds a {preprocessing.get('task')!r} model, "
-                                  f"not a {cls.task_name!r} one.")
+        where = directory / PREPROCESSING_FILE
+        if not isinstance(preprocessing, dict):
+            raise CheckpointError(f"{where}: expected a JSON object; the file is corrupt.")
+        preprocessing = dict(preprocessing)
+        version = preprocessing.pop("format_version", None)
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise CheckpointError(f"{where}: format_version {version!r} is not one this lstmkit "
+                                  f"reads (up to {FORMAT_VERSION}); it was written by another "
+                                  "version.")
+        if preprocessing.pop("task", None) != cls.task_name:
+            raise CheckpointError(f"{where}: this run is not a {cls.task_name!r} model.")
         config = config_from_dict(cls.config_class, config_data, str(directory / CONFIG_FILE))
         task = cls(config)
         try:
             task._restore(preprocessing)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise CheckpointError(f"{where}: unreadable preprocessing ({error!r}); the file is "
+                                  "corrupt or from another version.") from error
+        try:
             model = task._build(preprocessing)
             model.load_state_dict(weights, strict=True)
         except (KeyError, TypeError, RuntimeError, ValueError) as error:

@@ -14,6 +14,7 @@ found; 3 seeds averaged.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,8 @@ class ForecastConfig:
                                         any(not 0 < q < 1 for q in self.quantiles)):
             raise ValueError(f"quantiles={self.quantiles}: each must be in (0, 1) and 0.5 must "
                              "be one of them (the point forecast).")
+        if self.season < 0:
+            raise ValueError(f"season={self.season} must be >= 0 (0 infers it).")
         if self.learning_rate <= 0 or self.weight_decay < 0 or self.patience < 1:
             raise ValueError("learning_rate must be > 0, weight_decay >= 0 and patience >= 1.")
 
@@ -161,8 +164,8 @@ def _loss(config: ForecastConfig, prediction: Tensor, target: Tensor) -> Tensor:
 
 
 def _baselines(windows: Windows, raw: list[np.ndarray], season: int, lookback: int,
-               linear: np.ndarray | None) -> dict[str, np.ndarray]:
-    """Persistence, seasonal naive, moving average (and linear, given): each (S, h)."""
+               linear: np.ndarray) -> dict[str, np.ndarray]:
+    """Persistence, seasonal naive, moving average and the given linear forecasts: (S, h)."""
     S, h = windows.targets.shape
     steps = np.arange(1, h + 1)  # (h,)
     persistence = np.empty((S, h))
@@ -175,16 +178,18 @@ def _baselines(windows: Windows, raw: list[np.ndarray], season: int, lookback: i
         back = origin + steps - season * np.ceil(steps / season).astype(int)  # same phase
         ok = back >= 0
         seasonal[i, ok] = y[back[ok]]
-    result = {"persistence": persistence, "seasonal_naive": seasonal, "moving_average": moving}
-    if linear is not None:
-        result["linear"] = linear
-    return result
+    return {"persistence": persistence, "seasonal_naive": seasonal, "moving_average": moving,
+            "linear": linear}
 
 
 def _default_season(freq: str) -> int:
-    base = "".join(c for c in freq if c.isalpha()).upper()
-    return {"D": 7, "B": 5, "H": 24, "W": 52, "M": 12, "MS": 12, "ME": 12, "Q": 4, "QS": 4,
-            "QE": 4, "MIN": 60, "T": 60}.get(base, 1) if not base.startswith("W") else 52
+    """Steps per natural cycle: a week of days, a day of hours, a year of months..."""
+    offset = pd.tseries.frequencies.to_offset(freq)
+    if getattr(offset, "n", 1) != 1:
+        return 1
+    base = offset.rule_code.split("-")[0].upper()
+    return {"D": 7, "B": 5, "H": 24, "h": 24, "W": 52, "M": 12, "MS": 12, "ME": 12, "Q": 4,
+            "QS": 4, "QE": 4, "MIN": 60, "T": 60, "Y": 1, "YS": 1, "YE": 1}.get(base, 1)
 
 
 @dataclass
@@ -268,10 +273,14 @@ class Forecaster(Task):
         best weights of the one in training) and sets ``interrupted``.
         """
         table, label = read_table(data)
-        self.columns = SeriesColumns(time, target, tuple(covariates), series_id, tuple(static))
+        columns = SeriesColumns(time, target, tuple(covariates), series_id, tuple(static))
+        self.columns = dataclasses.replace(
+            columns, numeric=tuple(columns.numeric_covariates(table)))
         series, self.freq = load_series(table, label, self.columns, fill_na)
         self.fill_na = fill_na
         cut = _timestamp(test_start, "test_start")
+        if cut is not None:
+            _check_test_part(series, cut, None, self.config.horizon, label)
         val_start = self._validation_start(series, cut, label)
         self.features = SeriesFeatures(self.columns, self.config.calendar).fit(
             series, val_start, label)
@@ -297,7 +306,9 @@ class Forecaster(Task):
                 self.interrupted = True
                 break
         self.model = Ensemble(members).eval()
+        last_target = max(t for t, ok in zip(last, usable, strict=True) if ok)
         self.fit_info = {"validation_start": str(val_start), "training_end": str(cut),
+                         "last_training_target": str(pd.Timestamp(last_target)),
                          "train_windows": int(train.sum()), "validation_windows": int(val.sum()),
                          "best_epochs": best, "interrupted": self.interrupted}
         return self
@@ -337,12 +348,14 @@ class Forecaster(Task):
         self._log(k, "fit", result)
         if c.refit and not result.interrupted:
             seed_everything(seed)
-            net = ForecastNet(c, w.inputs.shape[2])
+            refitted = ForecastNet(c, w.inputs.shape[2])
             both = train | val
-            again = trainer.fit(net, WindowDataset(inputs[both], targets[both]), loss_fn,
+            again = trainer.fit(refitted, WindowDataset(inputs[both], targets[both]), loss_fn,
                                 epochs=result.best_epoch + 1)
             self._log(k, "refit", again)
-            return net.eval(), result.best_epoch, again.interrupted
+            if again.interrupted:  # a half-done refit is worse than the early-stopped model
+                return net.eval(), result.best_epoch, True
+            return refitted.eval(), result.best_epoch, False
         return net.eval(), result.best_epoch, result.interrupted
 
     def _log(self, member: int, phase: str, result) -> None:
@@ -358,6 +371,12 @@ class Forecaster(Task):
         c = self.config
         parts, raw, times, keys = [], [], [], []
         for k, one in enumerate(series):
+            need = c.lookback + (0 if include_open else c.horizon)
+            if len(one.times) < need:
+                name = f"series {one.key!r}" if one.key else "the series"
+                raise DataError(f"{label}: {name} has {len(one.times)} time steps; lookback "
+                                f"{c.lookback}{'' if include_open else f' + horizon {c.horizon}'}"
+                                f" needs at least {need}.")
             features, scaled = self.features.transform(one, label)
             parts.append(make_windows(features, scaled, c.lookback, c.horizon, k, include_open))
             raw.append(one.target)
@@ -372,6 +391,7 @@ class Forecaster(Task):
         self._require_fitted()
         with torch.no_grad():
             scaled = self.model.eval()(torch.from_numpy(windows.inputs)).numpy()  # (S, h, Q)
+        scaled = np.sort(scaled, axis=2)  # quantiles in order: q0.1 <= q0.5 <= q0.9
         out = np.empty_like(scaled, dtype=np.float64)
         for k, key in enumerate(prepared.keys):
             rows = windows.series == k
@@ -435,6 +455,11 @@ class Forecaster(Task):
         prepared = self._prepare(series, label)
         start = _timestamp(test_start, "test_start") or _default_test_start(series)
         end = _timestamp(test_end, "test_end")
+        trained_until = self.fit_info.get("last_training_target")
+        if trained_until and start <= pd.Timestamp(trained_until):
+            warnings.warn(f"{label}: the test part starts at {start}, but the model was trained "
+                          f"on targets up to {trained_until}: its figures include training "
+                          "data.", UserWarning, stacklevel=3)
         first = prepared.first_target_time()
         last = prepared.last_target_time(c.horizon)
         known = ~np.isnat(last)
@@ -497,6 +522,13 @@ class Forecaster(Task):
         stamps = [_timestamp(c, "cutoff") for c in cutoffs]
         if not stamps or stamps != sorted(stamps) or len(set(stamps)) != len(stamps):
             raise DataError(f"cutoffs {[str(s) for s in stamps]} must be distinct and in order.")
+        table, label = read_table(data)
+        columns = SeriesColumns(time, target, tuple(covariates), series_id, tuple(static))
+        series, _ = load_series(table, label, columns, fill_na)
+        for i, cutoff in enumerate(stamps):  # every fold must be testable before any trains
+            _check_test_part(series, cutoff, stamps[i + 1] if i + 1 < len(stamps) else None,
+                             self.config.horizon, label)
+        data = table
         folds = []
         for i, cutoff in enumerate(stamps):
             end = stamps[i + 1] if i + 1 < len(stamps) else None
@@ -547,21 +579,45 @@ class Forecaster(Task):
                 "feature_names": self.features.names, "members": len(self.model.members),
                 "fit": self.fit_info}
 
+    _PREPROCESSING_KEYS = frozenset({"columns", "freq", "fill_na", "features", "feature_names",
+                                     "members", "fit"})
+
     def _restore(self, preprocessing: dict) -> None:
+        unknown = set(preprocessing) - self._PREPROCESSING_KEYS
+        if unknown:
+            raise ValueError(f"unknown preprocessing key(s) {', '.join(sorted(unknown))}")
         columns = dict(preprocessing["columns"])
-        columns["covariates"] = tuple(columns["covariates"])
-        columns["static"] = tuple(columns["static"])
+        for key in ("covariates", "static", "numeric"):
+            columns[key] = tuple(columns[key])
         self.columns = SeriesColumns(**columns)
         self.freq, self.fill_na = preprocessing["freq"], preprocessing["fill_na"]
         if self.fill_na is not None and self.fill_na not in FILL_POLICIES:
             raise ValueError(f"fill_na={self.fill_na!r}")
         self.features = SeriesFeatures.from_dict(self.columns, preprocessing["features"])
-        self.fit_info = preprocessing.get("fit", {})
+        if self.features.names != list(preprocessing["feature_names"]):
+            raise ValueError("the saved features do not match feature_names")
+        width = 1 + len(self.columns.numeric)
+        if any(len(s.mean) != width or len(s.std) != width
+               for s in self.features.scalers.values()):
+            raise ValueError(f"each series scaler must hold {width} columns")
+        self.fit_info = dict(preprocessing["fit"])
 
     def _build(self, preprocessing: dict) -> nn.Module:
         num_features = len(preprocessing["feature_names"])
         return Ensemble([ForecastNet(self.config, num_features)
                          for _ in range(int(preprocessing["members"]))])
+
+
+def _check_test_part(series: list[Series], start, end, horizon: int, label: str) -> None:
+    """Before any training: some series must have a complete window in [start, end)."""
+    for one in series:
+        inside = (one.times >= start) if end is None else (one.times >= start) & (
+            one.times < end)
+        if inside.sum() >= horizon and (one.times < start).any():
+            return
+    span = f"from {start}" + (f" to {end}" if end is not None else "")
+    raise DataError(f"{label}: no series has {horizon} time step(s) {span} after some history, "
+                    "so there is no test part to evaluate; choose an earlier test start.")
 
 
 def _timestamp(value: Any, name: str) -> pd.Timestamp | None:
@@ -589,14 +645,14 @@ def _score(actual: np.ndarray, forecast: np.ndarray, scale: float) -> dict:
 
 
 def _linear_baseline(prepared: _Prepared, fit_rows: np.ndarray, test: Windows,
-                     features: SeriesFeatures) -> np.ndarray | None:
+                     features: SeriesFeatures) -> np.ndarray:
     """Ridge regression on the same windows and features (scaled), fitted on the windows
-    before the test part; forecasts in data units (S, h), or None with too few windows."""
+    before the test part; forecasts in data units (S, h), NaN with too few windows."""
     from sklearn.linear_model import Ridge
 
     w = prepared.windows
-    if fit_rows.sum() < 10:
-        return None
+    if fit_rows.sum() < MIN_TRAIN_WINDOWS:  # too few to fit: reported with no figures
+        return np.full(test.targets.shape, np.nan)
     flat = w.inputs[fit_rows].reshape(int(fit_rows.sum()), -1)  # (S_fit, L*F)
     ridge = Ridge(alpha=1.0).fit(flat, w.targets[fit_rows])
     scaled = ridge.predict(test.inputs.reshape(len(test.inputs), -1)).reshape(
