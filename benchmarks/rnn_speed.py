@@ -112,6 +112,85 @@ def bench_shape(shape, variants, repeats: int, min_seconds: float) -> dict:
     return results
 
 
+def _interleaved(steps: dict, repeats: int, min_seconds: float) -> dict[str, list[float]]:
+    for step in steps.values():
+        step()
+    calls = {name: max(1, int(min_seconds / max(_timed(step), 1e-6)))
+             for name, step in steps.items()}
+    times = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            n = calls[name]
+            times[name].append(_timed(lambda step=step, n=n: [step() for _ in range(n)]) / n)
+    return times
+
+
+def _median_ratio(a: list[float], b: list[float]) -> float:
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
+
+
+def bench_streaming(repeats: int, min_seconds: float, steps: int = 200) -> dict:
+    """One step per call at batch 1, H=256: lstmkit's step() against nn.LSTM on (1, 1, F)."""
+    F, H = 40, 256
+    reference = torch.nn.LSTM(F, H).eval()
+    ours = lnn.from_torch(reference).eval()
+    xs = torch.randn(steps, 1, F)
+
+    def torch_steps():
+        state = None
+        with torch.no_grad():
+            for t in range(steps):
+                _, state = reference(xs[t:t + 1], state)
+
+    def our_steps():
+        state = None
+        with torch.no_grad():
+            for t in range(steps):
+                _, state = ours.step(xs[t], state)
+
+    times = _interleaved({"torch": torch_steps, "ours": our_steps}, repeats, min_seconds)
+    return {"streaming_step(B=1,F=40,H=256)": dict(
+        ratio=_median_ratio(times["ours"], times["torch"]),
+        seconds=statistics.median(times["ours"]) / steps,
+        torch_seconds=statistics.median(times["torch"]) / steps)}
+
+
+def bench_lengths(shape, bidirectional: bool, repeats: int, min_seconds: float) -> dict:
+    """Training on a padded batch with lengths from [T/2, T] against the same batch at full
+    length (lstmkit), with torch's packed path against its dense one beside it."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    B, T, F, H = shape
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(T, B, F)
+    lengths = torch.randint(T // 2, T + 1, (B,), generator=g)
+    reference = torch.nn.LSTM(F, H, bidirectional=bidirectional)
+    ours = lnn.from_torch(reference)
+
+    def ours_dense():
+        ours(x)[0].sum().backward()
+
+    def ours_lengths():
+        ours(x, lengths=lengths)[0].sum().backward()
+
+    def torch_dense():
+        reference(x)[0].sum().backward()
+
+    def torch_packed():
+        packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+        reference(packed)[0].data.sum().backward()
+
+    times = _interleaved({"ours_dense": ours_dense, "ours_lengths": ours_lengths,
+                          "torch_dense": torch_dense, "torch_packed": torch_packed},
+                         repeats, min_seconds)
+    kind = "bidirectional" if bidirectional else "unidirectional"
+    return {f"{shape}/lengths_{kind}/train": dict(
+        ratio=_median_ratio(times["ours_lengths"], times["ours_dense"]),
+        torch_packed_ratio=_median_ratio(times["torch_packed"], times["torch_dense"]),
+        seconds=statistics.median(times["ours_lengths"]),
+        torch_seconds=statistics.median(times["torch_packed"]))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer shapes and repeats")
@@ -134,6 +213,19 @@ def main() -> None:
             rows[f"{shape}/{key}"] = result
             print(f"{str(shape):>22} {key:>36} {result['ratio']:7.3f} "
                   f"{result['seconds'] * 1e3:9.2f} {100 * result['peak_share']:5.0f}%")
+    print("\nstreaming, one step per call (ratio = lstmkit step() / nn.LSTM on one step)")
+    for key, result in bench_streaming(repeats, min_seconds).items():
+        rows[key] = result
+        print(f"{key:>59} {result['ratio']:7.3f} {result['seconds'] * 1e6:8.1f} us")
+    print("\npadded batch, lengths from [T/2, T], training (ratio = with lengths / all T; "
+          "torch: packed / dense)")
+    for shape in shapes[1:2]:
+        for bidirectional in (False, True):
+            for key, result in bench_lengths(shape, bidirectional, repeats,
+                                             min_seconds).items():
+                rows[key] = result
+                print(f"{key:>59} {result['ratio']:7.3f}  torch packed "
+                      f"{result['torch_packed_ratio']:.3f}")
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = args.out / f"rnn_speed-{stamp}.json"

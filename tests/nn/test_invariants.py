@@ -211,8 +211,10 @@ def test_auto_picks_fused_for_plain_and_scan_for_what_fused_cannot_run():
         lstm(x)  # recurrent dropout is off in eval mode: torch's kernel can run it
     assert lstm.last_engine == "fused"
     gru = GRU(3, 4)
-    gru(x)  # training needs a backward: the scan engine's is faster on the CPU
+    gru(x)  # training at batch 2 needs a backward: the scan engine's is faster on the CPU
     assert gru.last_engine == "scan"
+    gru(torch.randn(4, 16, 3))  # at batch 16 torch's kernel is as fast
+    assert gru.last_engine == "fused"
     with torch.no_grad():
         gru(x)  # inference: torch's kernel is faster
     assert gru.last_engine == "fused"

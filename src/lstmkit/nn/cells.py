@@ -69,9 +69,11 @@ def lstm_pointwise(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Te
 
         i = σ(a_i),  f = σ(a_f),  g = tanh(a_g),  o = σ(a_o),  c' = f ⊙ c + i ⊙ g
     """
-    a_i, a_f, a_g, a_o = gates.chunk(4, dim=1)
-    i, f, g, o = a_i.sigmoid(), a_f.sigmoid(), a_g.tanh(), a_o.sigmoid()
-    return i, f, g, o, f * c + i * g
+    H = c.shape[1]
+    sigma = gates.sigmoid()  # σ of all four; only i, f, o are kept (one kernel, not three)
+    i, f, o = sigma[:, :H], sigma[:, H:2 * H], sigma[:, 3 * H:]
+    g = gates[:, 2 * H:3 * H].tanh()
+    return i, f, g, o, torch.addcmul(f * c, i, g)
 
 
 def lstm_cell(

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import regularizers
+from .cells import LayerNormParams, gru_cell, lstm_cell
 from .engines import (
     ENGINE_NAMES,
     DirectionMasks,
@@ -30,6 +31,8 @@ from .engines import (
 __all__ = ["GRU", "LSTM"]
 
 log = logging.getLogger(__name__)
+
+_NO_MASKS = DirectionMasks(None, None, None)
 
 _SHARED_ARGS_DOC = """
     Args:
@@ -73,10 +76,11 @@ _SHARED_ARGS_DOC = """
         second derivatives (create_graph=True)        yes        no         yes
         ============================================  =========  =========  ==========
 
-        ``"auto"`` takes ``fused`` (oneDNN on the CPU, cuDNN on CUDA) for the LSTM wherever it
-        can run the options, and ``scan`` otherwise. On the CPU the GRU has no oneDNN kernel:
-        ``auto`` trains it on ``scan`` (its hand-written backward is faster) and runs inference
-        (no gradient needed) on ``fused``. An explicit engine that cannot run an option raises.
+        ``"auto"`` takes ``fused`` (oneDNN on the CPU, cuDNN on CUDA) wherever it can run the
+        options, and ``scan`` otherwise, with one exception measured on the CPU: the GRU, which
+        has no oneDNN kernel, trains on ``scan`` at batch sizes up to 8, where our
+        hand-written backward is faster. ``step()`` runs the cells directly
+        (``last_engine == "step"``). An explicit engine that cannot run an option raises.
 """
 
 
@@ -123,6 +127,7 @@ class _RecurrentLayer(nn.Module):
         spec = self.spec
         G, H, R = spec.num_gates * self.hidden_size, self.hidden_size, spec.state_size
         names = []
+        self._direction_names: list[tuple[str | None, ...]] = []
         for layer in range(self.num_layers):
             layer_input = self.input_size if layer == 0 else spec.num_directions * R
             for suffix in ("", "_reverse")[: spec.num_directions]:
@@ -141,6 +146,14 @@ class _RecurrentLayer(nn.Module):
                 for name, shape in shapes.items():
                     self.register_parameter(name, nn.Parameter(torch.empty(shape, **kw)))
                 names += list(shapes)
+                # DirectionParams' fields by name, looked up per call in self._parameters
+                # (Module.__getattr__ costs about half a microsecond a name).
+                fields = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr",
+                          "layer_norm_ih", "layer_norm_hh", "layer_norm_cell_weight",
+                          "layer_norm_cell_bias")
+                self._direction_names.append(tuple(
+                    f"{f}_l{layer}{suffix}" if f"{f}_l{layer}{suffix}" in shapes else None
+                    for f in fields))
         self._param_names = names
 
     def reset_parameters(self) -> None:
@@ -171,24 +184,23 @@ class _RecurrentLayer(nn.Module):
         return [tensors[k:k + per_direction] for k in range(0, len(tensors), per_direction)]
 
     def _direction_params(self) -> list[DirectionParams]:
+        weights = self._parameters
         params = []
-        for layer in range(self.num_layers):
-            for suffix in ("", "_reverse")[: self.spec.num_directions]:
-                def get(prefix, layer=layer, suffix=suffix):
-                    return getattr(self, f"{prefix}_l{layer}{suffix}", None)
-
-                w_hh = regularizers.drop_weights(get("weight_hh"), self.weight_drop,
-                                                 self.training)
-                params.append(DirectionParams(
-                    get("weight_ih"), w_hh, get("bias_ih"), get("bias_hh"), get("weight_hr"),
-                    get("layer_norm_ih"), get("layer_norm_hh"), get("layer_norm_cell_weight"),
-                    get("layer_norm_cell_bias")))
+        for names in self._direction_names:
+            p = DirectionParams(*(None if n is None else weights[n] for n in names))
+            if self.weight_drop > 0:
+                p = p._replace(w_hh=regularizers.drop_weights(p.w_hh, self.weight_drop,
+                                                              self.training))
+            params.append(p)
         return params
 
-    def _draw_masks(self, steps: int, batch_size: int, like: Tensor) -> list[DirectionMasks]:
-        spec = self.spec
+    def _draw_masks(self, spec: RecurrentSpec, steps: int, batch_size: int, like: Tensor
+                    ) -> list[DirectionMasks]:
+        count = self.num_layers * spec.num_directions
+        if self.zoneout == 0 and not (self.training and self.recurrent_dropout > 0):
+            return [_NO_MASKS] * count
         masks = []
-        for _ in range(self.num_layers * spec.num_directions):
+        for _ in range(count):
             recurrent = zone_h = zone_c = None
             if self.training and self.recurrent_dropout > 0:
                 recurrent = regularizers.recurrent_dropout_mask(
@@ -220,16 +232,16 @@ class _RecurrentLayer(nn.Module):
         if lengths is not None:  # padding may hold NaN: zero it so no engine multiplies it
             valid = torch.arange(T).unsqueeze(1) < lengths.unsqueeze(0)  # (T, B)
             x = x.masked_fill(~valid.to(x.device).unsqueeze(2), 0.0)
-        hx = self._check_state(hx, B, x, unbatched)
         spec = self.spec
+        hx = self._check_state(spec, hx, B, x, unbatched)
         needs_grad = torch.is_grad_enabled() and (
-            x.requires_grad or any(p.requires_grad for p in self.parameters()))
-        engine = select_engine(spec, x.device, self.engine, needs_grad, self.training)
+            x.requires_grad or any(p.requires_grad for p in self._parameters.values()))
+        engine = select_engine(spec, x.device, self.engine, needs_grad, self.training, B)
         if engine != self.last_engine:
             log.debug("%s runs on engine %r", name, engine)
-        self.last_engine = engine
+            self.__dict__["last_engine"] = engine  # plain attribute: skip Module.__setattr__
         params = self._direction_params()
-        masks = self._draw_masks(T, B, x)
+        masks = self._draw_masks(spec, T, B, x)
         result = get_engine(engine)(x, lengths, hx, params, masks, spec, self.training)
         out, h_n, c_n = result
         if packed:
@@ -281,8 +293,8 @@ class _RecurrentLayer(nn.Module):
                             f"{weight.dtype})).")
         return input
 
-    def _check_state(self, hx, batch_size: int, x: Tensor, unbatched: bool):
-        spec = self.spec
+    def _check_state(self, spec: RecurrentSpec, hx, batch_size: int, x: Tensor,
+                     unbatched: bool):
         DL, R, H = spec.num_directions * self.num_layers, spec.state_size, self.hidden_size
         if hx is None:
             h0 = x.new_zeros(DL, batch_size, R)
@@ -321,12 +333,48 @@ class _RecurrentLayer(nn.Module):
             shape = tuple(x_t.shape) if isinstance(x_t, Tensor) else type(x_t).__name__
             raise ValueError(f"{name}.step() expects one time step shaped (batch, "
                              f"{self.input_size}) or ({self.input_size},); got {shape}.")
-        if x_t.dim() == 1:
-            out, h_n, c_n = self._run(x_t.unsqueeze(0), state, None)  # unbatched, T = 1
-            return out.squeeze(0), h_n, c_n
-        step = x_t.unsqueeze(1) if self.batch_first else x_t.unsqueeze(0)
-        out, h_n, c_n = self._run(step, state, None)
-        return out.squeeze(1 if self.batch_first else 0), h_n, c_n
+        unbatched = x_t.dim() == 1
+        x = self._check_features(x_t.unsqueeze(0) if unbatched else x_t, "(batch, features)")
+        spec = self.spec
+        h0, c0 = self._check_state(spec, state, x.shape[0], x, unbatched)
+        return self._step_cells(spec, x, h0, c0, unbatched)
+
+    def _step_cells(self, spec: RecurrentSpec, x: Tensor, h0: Tensor, c0: Tensor | None,
+                    unbatched: bool):
+        """The streaming path: the cells of lstmkit.nn.cells called directly, layer by layer,
+        without the sequence machinery (about 3x less overhead than a T = 1 forward pass).
+
+        x (B, F); h0 (L, B, R); c0 (L, B, H) or None -> y (B, R), h_n, c_n.
+        """
+        self.__dict__["last_engine"] = "step"
+        inp, hs, cs = x, [], []
+        z = self.zoneout
+        for layer, p in enumerate(self._direction_params()):
+            norm = (None if not self.layer_norm else
+                    LayerNormParams(p.ln_ih, p.ln_hh, p.ln_cell_weight, p.ln_cell_bias))
+            h_prev = h0[layer]
+            if self.mode == "lstm":
+                h, c = lstm_cell(inp, h_prev, c0[layer], p.w_ih, p.w_hh, p.b_ih, p.b_hh,
+                                 p.w_hr, norm)
+                if z > 0:  # zoneout: keep the old value (training draws, eval expectation)
+                    keep_c = torch.bernoulli(torch.full_like(c, z)) if self.training else z
+                    c = c + keep_c * (c0[layer] - c)
+                cs.append(c)
+            else:
+                h = gru_cell(inp, h_prev, p.w_ih, p.w_hh, p.b_ih, p.b_hh, norm,
+                             reset_after=self.reset_after)
+            if z > 0:
+                keep_h = torch.bernoulli(torch.full_like(h, z)) if self.training else z
+                h = h + keep_h * (h_prev - h)
+            hs.append(h)
+            inp = h
+            if self.training and self.dropout > 0 and layer < self.num_layers - 1:
+                inp = torch.nn.functional.dropout(inp, self.dropout, training=True)
+        h_n = hs[0].unsqueeze(0) if len(hs) == 1 else torch.stack(hs)  # (L, B, R)
+        c_n = None if not cs else cs[0].unsqueeze(0) if len(cs) == 1 else torch.stack(cs)
+        if unbatched:
+            return hs[-1].squeeze(0), h_n.squeeze(1), None if c_n is None else c_n.squeeze(1)
+        return hs[-1], h_n, c_n
 
     def extra_repr(self) -> str:
         text = f"{self.input_size}, {self.hidden_size}"

@@ -148,10 +148,11 @@ def engine_limitation(engine: str, spec: RecurrentSpec, device: torch.device,
 
 
 def select_engine(spec: RecurrentSpec, device: torch.device, requested: str = "auto",
-                  needs_grad: bool = True, training: bool = True) -> str:
+                  needs_grad: bool = True, training: bool = True,
+                  batch_size: int | None = None) -> str:
     """The engine that runs ``spec`` on ``device``: ``requested``, or the fastest for "auto".
 
-    ``needs_grad`` says whether a backward pass will follow (it changes the GRU's answer).
+    ``needs_grad`` (a backward pass will follow) and ``batch_size`` change the GRU's answer.
     Raises ValueError for an unknown name, or an explicit engine that cannot run an option.
     """
     if requested not in ENGINE_NAMES:
@@ -163,29 +164,40 @@ def select_engine(spec: RecurrentSpec, device: torch.device, requested: str = "a
                              "engine='scan'.")
         return requested
     fits = engine_limitation("fused", spec, device, training) is None
-    if fits and _fused_is_fastest(spec, device, needs_grad):
+    if fits and _fused_is_fastest(spec, device, needs_grad, batch_size):
         return "fused"
     return "scan"
 
 
-def _fused_is_fastest(spec: RecurrentSpec, device: torch.device, needs_grad: bool) -> bool:
+# Up to this batch size the scan engine trains a GRU faster than torch's CPU kernel.
+SCAN_GRU_MAX_BATCH = 8
+
+
+def _fused_is_fastest(spec: RecurrentSpec, device: torch.device, needs_grad: bool,
+                      batch_size: int | None) -> bool:
     # Measured with benchmarks/rnn_speed.py on a 2-core CPU, torch 2.13 (README, "Speed"):
     # - CUDA: cuDNN beats a Python loop over steps on every shape.
     # - LSTM on the CPU: torch's oneDNN kernel runs near the GEMM peak; our scan engine is
-    #   1.9-6x slower, so fused wherever it can run the options.
-    # - GRU on the CPU has no oneDNN kernel. In training our scan engine's backward (weight
-    #   gradients as one GEMM) takes 0.51-1.02x torch's time; in inference, without a
-    #   backward to win on, torch's kernel is 1.2-1.8x faster than the scan loop.
-    if device.type != "cpu" or spec.mode == "lstm":
+    #   1.8-7.8x slower, so fused wherever it can run the options.
+    # - GRU on the CPU has no oneDNN kernel. Training at batch 1 over 1000 steps, our scan
+    #   engine (weight gradients as one GEMM after the loop) takes 0.51-0.73x torch's time;
+    #   at batch 32-64 the two are within the run-to-run noise (0.86-1.13x), and in inference,
+    #   with no backward to win on, torch's kernel is 1.06-1.8x faster than the scan loop.
+    if device.type != "cpu" or spec.mode == "lstm" or not needs_grad:
         return True
-    return not needs_grad
+    return batch_size is not None and batch_size > SCAN_GRU_MAX_BATCH
+
+
+_RUNNERS: dict[str, Callable[..., RunResult]] = {}
 
 
 def get_engine(name: str) -> Callable[..., RunResult]:
     """The ``run`` function of the engine called ``name`` (not "auto")."""
-    from . import fused, reference, scan  # imported here: each engine imports this module
+    if not _RUNNERS:
+        from . import fused, reference, scan  # imported late: each engine imports this module
 
-    return {"reference": reference.run, "fused": fused.run, "scan": scan.run}[name]
+        _RUNNERS.update(reference=reference.run, fused=fused.run, scan=scan.run)
+    return _RUNNERS[name]
 
 
 def reverse_within_lengths(x: Tensor, lengths: Tensor | None) -> Tensor:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from . import DirectionMasks, DirectionParams, RecurrentSpec, RunResult
+from . import DirectionMasks, DirectionParams, RecurrentSpec, RunResult, reverse_within_lengths
 
 
 def native_rnn(
@@ -77,25 +77,39 @@ def run(
 ) -> RunResult:
     """Run the stack over x (T, B, F) in torch's kernel; see engines.run_stack for the rules.
 
-    With dropout between layers in training, the layers run one call each so that the dropout
-    is ours (same masks as the other engines for the same seed); otherwise in one call.
+    In one call when it can. Layer by layer when dropout acts between layers in training (so
+    that the dropout is ours: the same masks as the other engines for the same seed), and,
+    on the CPU, for a bidirectional stack with lengths (each direction runs on its own).
     """
+    segmented = lengths is not None and x.device.type == "cpu"
+    if not ((training and spec.dropout > 0 and spec.num_layers > 1)
+            or (segmented and spec.bidirectional)):
+        return RunResult(*_run_layers(x, lengths, hx, params, masks, spec, spec.num_layers,
+                                      spec.bidirectional))
     D = spec.num_directions
     h0, c0 = hx
-    if training and spec.dropout > 0 and spec.num_layers > 1:
-        groups = [(layer * D, (layer + 1) * D) for layer in range(spec.num_layers)]
-    else:
-        groups = [(0, spec.num_layers * D)]
     layer_input, h_n, c_n = x, [], []
-    for g, (start, stop) in enumerate(groups):
-        if g > 0:
+    for layer in range(spec.num_layers):
+        if layer > 0 and training and spec.dropout > 0:
             layer_input = F.dropout(layer_input, spec.dropout, training=True)
-        state = (h0[start:stop], None if c0 is None else c0[start:stop])
-        out, h, c = _run_layers(layer_input, lengths, state, params[start:stop],
-                                masks[start:stop], spec, (stop - start) // D)
-        layer_input = out
-        h_n.append(h)
-        c_n.append(c)
+        start, stop = layer * D, (layer + 1) * D
+        if segmented and spec.bidirectional:
+            outputs = []
+            for k, reverse in ((start, False), (start + 1, True)):
+                inp = reverse_within_lengths(layer_input, lengths) if reverse else layer_input
+                state = (h0[k:k + 1], None if c0 is None else c0[k:k + 1])
+                out, h, c = _run_layers(inp, lengths, state, params[k:k + 1], masks[k:k + 1],
+                                        spec, 1, False)
+                outputs.append(reverse_within_lengths(out, lengths) if reverse else out)
+                h_n.append(h)
+                c_n.append(c)
+            layer_input = torch.cat(outputs, dim=2)  # (T, B, 2R)
+        else:
+            state = (h0[start:stop], None if c0 is None else c0[start:stop])
+            layer_input, h, c = _run_layers(layer_input, lengths, state, params[start:stop],
+                                            masks[start:stop], spec, 1, spec.bidirectional)
+            h_n.append(h)
+            c_n.append(c)
     c_final = None if c0 is None else torch.cat(c_n)
     return RunResult(layer_input, torch.cat(h_n), c_final)
 
@@ -108,11 +122,14 @@ def _run_layers(
     masks: list[DirectionMasks],
     spec: RecurrentSpec,
     num_layers: int,
+    bidirectional: bool,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     flat = _flat_weights(params, masks)
-    args = (flat, spec.bias, num_layers, spec.bidirectional)
+    args = (flat, spec.bias, num_layers, bidirectional)
     if lengths is None:
         return native_rnn(spec.mode, x, None, hx, *args)
+    if x.device.type == "cpu":  # bidirectional stacks never get here (run splits them)
+        return _run_segments(spec.mode, x, lengths, hx, *args)
     T = x.shape[0]
     packed = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
     order, restore = packed.sorted_indices, packed.unsorted_indices  # (B,)
@@ -124,3 +141,43 @@ def _run_layers(
     h_n = h_n.index_select(1, restore)
     c_n = None if c_n is None else c_n.index_select(1, restore)
     return out, h_n, c_n
+
+
+def _run_segments(mode: str, x: Tensor, lengths: Tensor, hx, flat, has_biases: bool,
+                  num_layers: int, bidirectional: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Variable lengths as dense calls, for a unidirectional stack on the CPU.
+
+    torch's packed path leaves oneDNN for a generic kernel 3-6x slower than the dense one
+    (benchmarks/rnn_speed.py; pytorch#149194). Instead the rows are sorted by length and the
+    time axis is cut at each distinct length: each segment is one dense call over the rows
+    still running, which start from the states the previous segment left. Finished rows keep
+    their final state, and no padded step is ever computed.
+    """
+    T, B, _ = x.shape
+    order = torch.argsort(lengths, descending=True, stable=True)  # (B,), CPU
+    sorted_lengths = lengths[order]
+    device_order = order.to(x.device)
+    x = x.index_select(1, device_order)  # (T, B, F), longest rows first
+    h0, c0 = hx
+    h = h0.index_select(1, device_order)
+    c = None if c0 is None else c0.index_select(1, device_order)
+    outputs, start = [], 0
+    for stop in torch.unique(sorted_lengths).tolist():
+        n = int((sorted_lengths >= stop).sum())  # rows still running in [start, stop)
+        out, h_run, c_run = native_rnn(mode, x[start:stop, :n], None,
+                                       (h[:, :n], None if c is None else c[:, :n]), flat,
+                                       has_biases, num_layers, bidirectional)
+        if n < B:
+            out = F.pad(out, (0, 0, 0, B - n))  # (stop - start, B, R), zeros for finished rows
+            h = torch.cat([h_run, h[:, n:]], dim=1)
+            c = None if c is None else torch.cat([c_run, c[:, n:]], dim=1)
+        else:
+            h, c = h_run, c_run
+        outputs.append(out)
+        start = stop
+    out = torch.cat(outputs)  # (max length, B, R)
+    if start < T:
+        out = F.pad(out, (0, 0, 0, 0, 0, T - start))  # (T, B, R)
+    restore = torch.argsort(device_order)
+    return (out.index_select(1, restore), h.index_select(1, restore),
+            None if c is None else c.index_select(1, restore))
