@@ -91,28 +91,22 @@ def bench_shape(shape, variants, repeats: int, min_seconds: float) -> dict:
             mode, options, engine = VARIANTS[name]
             cls = lnn.LSTM if mode == "lstm" else lnn.GRU
             steps[name] = make_step(cls(F, H, engine=engine, **options), x, training)
-        for step in steps.values():  # warm-up, and how many calls make one timing
-            step()
-        calls = {name: max(1, int(min_seconds / max(_timed(step), 1e-6)))
-                 for name, step in steps.items()}
-        times = {name: [] for name in steps}
-        for _ in range(repeats):
-            for name, step in steps.items():
-                n = calls[name]
-                times[name].append(_timed(lambda step=step, n=n: [step() for _ in range(n)]) / n)
+        times = _interleaved(steps, repeats, min_seconds)
         kind = "train" if training else "infer"
         for name in variants:
             mode = VARIANTS[name][0]
             reference = times[f"torch_{mode}"]
-            ratios = [a / b for a, b in zip(times[name], reference, strict=True)]
             results[f"{name}/{kind}"] = dict(
-                ratio=statistics.median(ratios), seconds=statistics.median(times[name]),
+                ratio=_median_ratio(times[name], reference),
+                seconds=statistics.median(times[name]),
                 torch_seconds=statistics.median(reference),
                 flops=rnn_flops(mode, B, T, F, H, training))
     return results
 
 
 def _interleaved(steps: dict, repeats: int, min_seconds: float) -> dict[str, list[float]]:
+    """Per-call seconds of each step over ``repeats`` rounds; each round times every step
+    back to back, enough calls for ``min_seconds`` (a warm-up call first sets that count)."""
     for step in steps.values():
         step()
     calls = {name: max(1, int(min_seconds / max(_timed(step), 1e-6)))
