@@ -4,8 +4,10 @@ For each shape (B, T, F, H) and each variant, a training step (forward + backwar
 inference pass are timed; every repeat times all variants back to back (so that a slow moment
 of the machine hits all of them), and the figure reported is the median over repeats of the
 per-repeat ratio  lstmkit time / torch.nn time. A large float32 matmul timed in the same run
-gives the machine's GEMM peak, and each variant's share of it. Prints a table and writes JSON
-to benchmarks/results/rnn_speed-<date>.json.
+gives the machine's GEMM peak, and each variant's share of it (torch.matmul goes to MKL; on
+an AMD CPU MKL's sgemm is slower than oneDNN's own kernels, so oneDNN's LSTM can show more
+than 100%). Keras 3 on TensorFlow is timed in a subprocess when tensorflow is installed
+(keras_speed.py). Prints a table and writes JSON to benchmarks/results/rnn_speed-<date>.json.
 
     python benchmarks/rnn_speed.py            # every shape (about 15 minutes on 2 cores)
     python benchmarks/rnn_speed.py --quick    # fewer shapes and repeats (under 5 minutes)
@@ -39,6 +41,8 @@ VARIANTS = {
                                                  recurrent_dropout_mode="per_batch"), "auto"),
     "lstm_recurrent_dropout_layer_norm": ("lstm", dict(recurrent_dropout=0.2, layer_norm=True),
                                           "auto"),
+    "lstm_scan_recurrent_dropout": ("lstm", dict(recurrent_dropout=0.2), "auto"),
+    "gru": ("gru", {}, "auto"),
     "gru_fused": ("gru", {}, "fused"),
     "gru_scan": ("gru", {}, "scan"),
 }
@@ -185,6 +189,44 @@ def bench_lengths(shape, bidirectional: bool, repeats: int, min_seconds: float) 
         torch_seconds=statistics.median(times["torch_packed"]))}
 
 
+def bench_keras(shapes, rows: dict, repeats: int, min_seconds: float) -> dict:
+    """Keras 3 on TensorFlow, in a subprocess (its backend is fixed at import), when
+    tensorflow is installed; ratios are lstmkit's median time (this run) / Keras'."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("tensorflow") is None:
+        print("\nKeras on TensorFlow: not installed (pip install 'lstmkit[keras-tf]'); skipped")
+        return {}
+    text = ";".join(",".join(map(str, s)) for s in shapes)
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("keras_speed.py")), "--shapes", text,
+         "--repeats", str(repeats), "--min-seconds", str(min_seconds)],
+        capture_output=True, text=True, env=dict(os.environ, KERAS_BACKEND="tensorflow"),
+        check=True)
+    keras_times = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"\nKeras {keras_times['keras']} on TensorFlow {keras_times['tensorflow']} "
+          "(ratio = lstmkit / Keras, same model; Keras timed in its own process)")
+    results = {}
+    for shape in shapes:
+        for ours, theirs in (("lstm", "lstm"), ("gru", "gru"),
+                             ("lstm_recurrent_dropout_layer_norm", None),
+                             ("lstm_scan_recurrent_dropout", "lstm_recurrent_dropout")):
+            for kind in ("train", "infer"):
+                key = f"{shape}/{theirs}/{kind}"
+                mine = rows.get(f"{shape}/{ours}/{kind}")
+                if theirs is None or key not in keras_times or mine is None:
+                    continue
+                ratio = mine["seconds"] / keras_times[key]
+                results[f"{shape}/keras_{theirs}/{kind}"] = dict(
+                    ratio=ratio, seconds=mine["seconds"], keras_seconds=keras_times[key])
+                print(f"{str(shape):>22} {theirs + '/' + kind:>36} {ratio:7.3f} "
+                      f"{keras_times[key] * 1e3:9.2f} ms Keras")
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer shapes and repeats")
@@ -207,6 +249,7 @@ def main() -> None:
             rows[f"{shape}/{key}"] = result
             print(f"{str(shape):>22} {key:>36} {result['ratio']:7.3f} "
                   f"{result['seconds'] * 1e3:9.2f} {100 * result['peak_share']:5.0f}%")
+    rows |= bench_keras(shapes, rows, repeats, min_seconds)
     print("\nstreaming, one step per call (ratio = lstmkit step() / nn.LSTM on one step)")
     for key, result in bench_streaming(repeats, min_seconds).items():
         rows[key] = result
