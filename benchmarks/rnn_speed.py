@@ -232,11 +232,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer shapes and repeats")
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"comma-separated subset of {', '.join(VARIANTS)}")
+    parser.add_argument("--shapes", help="B,T,F,H;B,T,F,H;... instead of the default list")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     torch.manual_seed(0)
     variants = args.variants.split(",")
     shapes = QUICK_SHAPES if args.quick else SHAPES
+    if args.shapes:
+        shapes = [tuple(int(v) for v in part.split(",")) for part in args.shapes.split(";")]
     repeats, min_seconds = (5, 0.05) if args.quick else (9, 0.2)
     peak = gemm_flops_per_second()
     rows = {}
@@ -256,7 +259,7 @@ def main() -> None:
         print(f"{key:>59} {result['ratio']:7.3f} {result['seconds'] * 1e6:8.1f} us")
     print("\npadded batch, lengths from [T/2, T], training (ratio = with lengths / all T; "
           "torch: packed / dense)")
-    for shape in shapes[1:2]:
+    for shape in [s for s in shapes if s[0] > 1][:1]:
         for bidirectional in (False, True):
             for key, result in bench_lengths(shape, bidirectional, repeats,
                                              min_seconds).items():
