@@ -6,6 +6,11 @@ torch.nn's by construction. Weight drop and a batch-shared recurrent-dropout mas
 the weight tensors handed to it (h ⊙ m fed to W_hh is W_hh with its columns scaled by m), so
 they run here at full speed; anything else goes to the scan engine (engines.select_engine).
 
+Variable lengths on the CPU do not go through PackedSequence, whose kernel leaves oneDNN and
+costs 3-6x the dense call: ``_run_segments`` sorts the rows and cuts the time axis at each
+distinct length, so that every piece is a dense oneDNN call (on CUDA cuDNN's packed path is
+fast and is used as it is).
+
 ``torch.lstm`` and ``torch.gru`` are undocumented functions of the torch namespace (bound to
 ``torch._VF``); ``native_rnn`` is the one place that calls them, and
 tests/nn/test_engines.py::test_native_rnn_contract fails loudly if their signature changes.
@@ -35,10 +40,13 @@ def native_rnn(
 
     Returns output ((T, B, D*R) or (N, D*R)), h_n (D*L, B, R), c_n (D*L, B, H) or None.
     Dropout between layers is never asked of the kernel (run() applies it itself). The
-    kernel's ``train`` flag follows grad mode: cuDNN keeps what its backward needs only then.
+    kernel's ``train`` flag is on when a backward pass can follow (cuDNN keeps what its
+    backward needs only then), whatever the module's mode.
     """
     h0, c0 = hx
-    train = torch.is_grad_enabled()
+    train = torch.is_grad_enabled() and (
+        x.requires_grad or h0.requires_grad or (c0 is not None and c0.requires_grad)
+        or any(w.requires_grad for w in flat_weights))
     if mode == "lstm":
         state = (h0, c0)
         if batch_sizes is None:
