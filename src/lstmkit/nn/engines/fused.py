@@ -89,7 +89,9 @@ def run(
     that the dropout is ours: the same masks as the other engines for the same seed), and,
     on the CPU, for a bidirectional stack with lengths (each direction runs on its own).
     """
-    segmented = lengths is not None and x.device.type == "cpu"
+    segmented = lengths is not None and x.device.type == "cpu" and _segments_pay(
+        x, lengths, _flat_weights(params[:spec.num_directions], masks[:spec.num_directions]),
+        spec.num_layers)
     if not ((training and spec.dropout > 0 and spec.num_layers > 1)
             or (segmented and spec.bidirectional)):
         return RunResult(*_run_layers(x, lengths, hx, params, masks, spec, spec.num_layers,
@@ -136,8 +138,8 @@ def _run_layers(
     args = (flat, spec.bias, num_layers, bidirectional)
     if lengths is None:
         return native_rnn(spec.mode, x, None, hx, *args)
-    if x.device.type == "cpu":  # bidirectional stacks never get here (run splits them)
-        return _run_segments(spec.mode, x, lengths, hx, *args)
+    if x.device.type == "cpu" and _segments_pay(x, lengths, flat, num_layers):
+        return _run_segments(spec.mode, x, lengths, hx, *args)  # unidirectional only
     T = x.shape[0]
     packed = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
     order, restore = packed.sorted_indices, packed.unsorted_indices  # (B,)
@@ -149,6 +151,22 @@ def _run_layers(
     h_n = h_n.index_select(1, restore)
     c_n = None if c_n is None else c_n.index_select(1, restore)
     return out, h_n, c_n
+
+
+def _segments_pay(x: Tensor, lengths: Tensor, flat: list[Tensor], num_layers: int) -> bool:
+    """Whether dense segments beat torch's packed kernel for this batch, by a cost model fitted
+    to benchmarks/rnn_speed.py on the 2-core CPU: a dense oneDNN call costs ~150 us plus the
+    preparation of its weights (~0.8 ns a weight) plus its arithmetic (~400 GFLOP/s forward and
+    backward); the packed kernel does the same arithmetic about 3x slower in one call. So
+    segments win on long, wide batches and lose on small ones, where calls dominate."""
+    weights = sum(w.numel() for w in flat if w.dim() == 2)  # per layer-direction group
+    T, B, _ = x.shape
+    steps = float(lengths.sum())  # row-steps actually computed
+    arithmetic = 6.0 * weights * steps / 4e11  # seconds, forward + backward
+    per_call = 1.5e-4 + 0.8e-9 * weights * 2
+    segments = len(torch.unique(lengths)) * per_call + arithmetic
+    packed = per_call + 3.0 * arithmetic
+    return segments < packed
 
 
 def _run_segments(mode: str, x: Tensor, lengths: Tensor, hx, flat, has_biases: bool,

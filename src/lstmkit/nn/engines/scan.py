@@ -162,9 +162,12 @@ class _LSTMScan(torch.autograd.Function):
         H = G // 4
         h_all = xg.new_empty(T + 1, B, h0.shape[1])  # (T+1, B, R): h_all[t] = h_{t-1}
         h_all[0] = h0
-        c_all = xg.new_empty(T + 1, B, H) if save else None  # (T+1, B, H)
+        # Results are written in place (out=) into what backward keeps; without a backward, c
+        # and tanh(ĉ) go round small buffers instead of T-long ones.
+        c_all = xg.new_empty(T + 1 if save else 2, B, H)  # c_all[t] = c_{t-1}
+        c_all[0] = c0
         acts = xg.new_empty(T, B, G) if save else xg.new_empty(1, B, G)  # i, f, g, o
-        tanh_c = xg.new_empty(T, B, H) if save else None  # tanh(ĉ_t)
+        tanh_c = xg.new_empty(T if save else 1, B, H)  # tanh(ĉ_t)
         h_in_all = xg.new_empty(T, B, h0.shape[1]) if save and mask is not None else None
         ln_h = (xg.new_empty(T, B, G), xg.new_empty(T, B, 1)) if save and ln_hh is not None \
             else None
@@ -187,25 +190,29 @@ class _LSTMScan(torch.autograd.Function):
             torch.sigmoid(gates, out=a)
             torch.tanh(gates[:, 2 * H:3 * H], out=a[:, 2 * H:3 * H])
             i, f, g, o = a.chunk(4, dim=1)
-            c_new = torch.addcmul(f * c, i, g)  # c' = f ⊙ c + i ⊙ g
+            c_next = c_all[t + 1] if save else c_all[(t + 1) % 2]
+            if keep_c is None:
+                c_new = torch.addcmul(f * c, i, g, out=c_next)  # c' = f ⊙ c + i ⊙ g
+            else:
+                c_new = torch.addcmul(f * c, i, g)
             c_hat = c_new
             if ln_cw is not None:
                 xhat, rstd = _ln_forward(c_new)
                 if ln_c is not None:
                     ln_c[0][t], ln_c[1][t] = xhat, rstd
                 c_hat = torch.addcmul(ln_cb, xhat, ln_cw) if ln_cb is not None else xhat * ln_cw
-            tc = c_hat.tanh()
-            if save:
-                tanh_c[t] = tc
-                c_all[t] = c
-            h_new = o * tc  # (B, H)
+            tc = torch.tanh(c_hat, out=tanh_c[t] if save else tanh_c[0])
             if w_hr is not None:
-                h_new = h_new @ w_hr.t()  # (B, P)
-            h = h_new if keep_h is None else torch.lerp(h_new, h, keep_h[t])
-            c = c_new if keep_c is None else torch.lerp(c_new, c, keep_c[t])
-            h_all[t + 1] = h
+                h_new = (o * tc) @ w_hr.t()  # (B, P)
+                h = h_new if keep_h is None else torch.lerp(h_new, h, keep_h[t])
+                h_all[t + 1] = h
+            elif keep_h is None:
+                h = torch.mul(o, tc, out=h_all[t + 1])  # (B, H)
+            else:
+                h = torch.lerp(o * tc, h, keep_h[t], out=h_all[t + 1])
+            c = c_new if keep_c is None else torch.lerp(c_new, c, keep_c[t], out=c_next)
+        c = c.clone()  # c_T, returned: not a view of the buffer backward keeps
         if save:
-            c_all[T] = c
             ctx.save_for_backward(h_all, c_all, acts, tanh_c, h_in_all, w_hh, ln_hh, w_hr, ln_cw,
                                   mask, keep_h, keep_c,
                                   *(ln_h or (None, None)), *(ln_c or (None, None)))
@@ -223,32 +230,40 @@ class _LSTMScan(torch.autograd.Function):
         d_raw = d_gates if ln_hh is None else torch.empty_like(acts)  # dL/d(W_hh h_in)
         d_h_new = h_all.new_empty(T, B, w_hr.shape[0]) if w_hr is not None else None
         d_c_hat = tanh_c.new_empty(T, B, H) if ln_cw is not None else None
+        # What each step multiplies its incoming gradients by, for all steps at once (a few
+        # large element-wise ops instead of twenty small ones per step):
+        sig_d = acts * (1 - acts)  # σ'(a) for i, f, o (the g block is not used)
+        i_all, f_all, g_all = acts[..., :H], acts[..., H:2 * H], acts[..., 2 * H:3 * H]
+        by_dc = torch.stack([g_all * sig_d[..., :H], c_all[:-1] * sig_d[..., H:2 * H],
+                             i_all * (1 - g_all * g_all)], dim=2)  # (T, B, 3, H): i, f, g
+        by_dr = tanh_c * sig_d[..., 3 * H:]  # (T, B, H): dL/da_o = dr tanh(ĉ) σ'(o)
+        dr_to_c = acts[..., 3 * H:] * (1 - tanh_c * tanh_c)  # dL/dĉ = dr o (1 - tanh²(ĉ))
+        drop_h = None if keep_h is None else 1 - keep_h
+        drop_c = None if keep_c is None else 1 - keep_c
         dh = torch.zeros_like(h_all[0])  # (B, R), carried from step t+1
         dc = grad_c_n.clone()  # (B, H)
         for t in reversed(range(T)):
             dh = dh + grad_hs[t]
             dh_prev = None
             if keep_h is not None:
-                dh, dh_prev = dh * (1 - keep_h[t]), dh * keep_h[t]
+                dh, dh_prev = dh * drop_h[t], dh * keep_h[t]
             dc_prev = None
             if keep_c is not None:
-                dc, dc_prev = dc * (1 - keep_c[t]), dc * keep_c[t]
+                dc, dc_prev = dc * drop_c[t], dc * keep_c[t]
             if w_hr is not None:
                 d_h_new[t] = dh
-                dh = dh @ w_hr  # (B, H)
-            i, f, g, o = acts[t].chunk(4, dim=1)
-            tc = tanh_c[t]
-            do = dh * tc
-            dc_hat = dh * o * (1 - tc * tc)
+                dh = dh @ w_hr  # (B, H): dL/dr, r = o ⊙ tanh(ĉ)
+            dc_hat = dh * dr_to_c[t]
             if ln_cw is not None:
                 d_c_hat[t] = dc_hat
                 dc_hat = _ln_backward(dc_hat * ln_cw, xhat_c[t], rstd_c[t])
             dc = dc + dc_hat
-            torch.cat([dc * g * i * (1 - i), dc * c_all[t] * f * (1 - f), dc * i * (1 - g * g),
-                       do * o * (1 - o)], dim=1, out=d_gates[t])
-            dc = dc * f if dc_prev is None else dc * f + dc_prev
+            step = d_gates[t]  # (B, 4H)
+            torch.mul(by_dc[t], dc.unsqueeze(1), out=step[:, :3 * H].view(B, 3, H))
+            torch.mul(by_dr[t], dh, out=step[:, 3 * H:])
+            dc = dc * f_all[t] if dc_prev is None else torch.addcmul(dc_prev, dc, f_all[t])
             if ln_hh is not None:
-                d_raw[t] = _ln_backward(d_gates[t] * ln_hh, xhat_h[t], rstd_h[t])
+                d_raw[t] = _ln_backward(step * ln_hh, xhat_h[t], rstd_h[t])
             dh = d_raw[t] @ w_hh  # (B, R)
             if mask is not None:
                 dh = dh * mask
@@ -280,37 +295,42 @@ class _GRUScan(torch.autograd.Function):
         H = G // 3
         h_all = xg.new_empty(T + 1, B, H)  # (T+1, B, H): h_all[t] = h_{t-1}
         h_all[0] = h0
-        rzn = xg.new_empty(T, B, G) if save else None  # r, z, n
-        hn_or_s = xg.new_empty(T, B, H) if save else None  # W_hn h + b_hn, or s = r ⊙ h_in
+        # Written in place (out=); without a backward, one-step buffers are reused.
+        steps = T if save else 1
+        rzn = xg.new_empty(steps, B, G)  # r, z, n
+        # reset_after: the recurrent pre-activations W_hh h_in + b_hh (B, 3H), whose last third
+        # is hn; otherwise s = r ⊙ h_in (B, H), the input of W_hn.
+        rec = xg.new_empty(steps, B, G if reset_after else H)
         h_in_all = xg.new_empty(T, B, H) if save and mask is not None else None
         ln_stats = (xg.new_empty(T, B, G), xg.new_empty(T, B, 2)) if save and ln_hh is not None \
             else None
         w_t = w_hh.t()
         h = h0
         for t in range(T):
+            k = t if save else 0
             h_in = h if mask is None else h * mask
             if h_in_all is not None:
                 h_in_all[t] = h_in
             x_rz, x_n = xg[t, :, :2 * H], xg[t, :, 2 * H:]
+            rz, n = rzn[k, :, :2 * H], rzn[k, :, 2 * H:]  # (B, 2H), (B, H)
             if reset_after:
-                hg = _gru_recurrent(h_in, w_t, b_hh, ln_hh, ln_stats, t, slice(0, G), 0)
-                rz = (x_rz + hg[:, :2 * H]).sigmoid()  # (B, 2H)
-                hn = hg[:, 2 * H:]
-                n = torch.addcmul(x_n, rz[:, :H], hn).tanh()  # n = tanh(x_n + r ⊙ hn)
+                hg = _gru_recurrent(h_in, w_t, b_hh, ln_hh, ln_stats, t, slice(0, G), 0,
+                                    out=rec[k])  # (B, 3H)
+                torch.add(x_rz, hg[:, :2 * H], out=rz).sigmoid_()
+                torch.addcmul(x_n, rz[:, :H], hg[:, 2 * H:], out=n).tanh_()  # r ⊙ hn
             else:
                 hg = _gru_recurrent(h_in, w_t[:, :2 * H], b_hh, ln_hh, ln_stats, t,
                                     slice(0, 2 * H), 0)
-                rz = (x_rz + hg).sigmoid()  # (B, 2H)
-                hn = rz[:, :H] * h_in  # s = r ⊙ h_in, the input of W_hn
-                n = (x_n + _gru_recurrent(hn, w_t[:, 2 * H:], b_hh, ln_hh, ln_stats, t,
-                                          slice(2 * H, G), 1)).tanh()
-            h_new = torch.lerp(n, h, rz[:, H:])  # (1 - z) ⊙ n + z ⊙ h
-            h = h_new if keep_h is None else torch.lerp(h_new, h, keep_h[t])
-            h_all[t + 1] = h
-            if save:
-                rzn[t, :, :2 * H], rzn[t, :, 2 * H:], hn_or_s[t] = rz, n, hn
+                torch.add(x_rz, hg, out=rz).sigmoid_()
+                s_in = torch.mul(rz[:, :H], h_in, out=rec[k])  # s = r ⊙ h_in
+                torch.add(x_n, _gru_recurrent(s_in, w_t[:, 2 * H:], b_hh, ln_hh, ln_stats, t,
+                                              slice(2 * H, G), 1), out=n).tanh_()
+            if keep_h is None:
+                h = torch.lerp(n, h, rz[:, H:], out=h_all[t + 1])  # (1 - z) ⊙ n + z ⊙ h
+            else:
+                h = torch.lerp(torch.lerp(n, h, rz[:, H:]), h, keep_h[t], out=h_all[t + 1])
         if save:
-            ctx.save_for_backward(h_all, rzn, hn_or_s, h_in_all, w_hh, ln_hh, mask, keep_h,
+            ctx.save_for_backward(h_all, rzn, rec, h_in_all, w_hh, ln_hh, mask, keep_h,
                                   *(ln_stats or (None, None)))
             ctx.reset_after, ctx.has_b_hh = reset_after, b_hh is not None
         return h_all[1:]
@@ -318,37 +338,43 @@ class _GRUScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_hs):
         _refuse_double_backward()
-        h_all, rzn, hn_or_s, h_in_all, w_hh, ln_hh, mask, keep_h, xhat, rstd = ctx.saved_tensors
+        h_all, rzn, rec, h_in_all, w_hh, ln_hh, mask, keep_h, xhat, rstd = ctx.saved_tensors
         T, B, G = rzn.shape
         H = G // 3
         ra = ctx.reset_after
         d_x = torch.empty_like(rzn)  # (T, B, 3H): dL/dxg
         d_hg = d_x if not ra else torch.empty_like(rzn)  # dL/d(recurrent pre-activations)
         d_raw = d_hg if ln_hh is None else torch.empty_like(rzn)  # dL/d(W_hh input)
+        # Per-step factors for all steps at once: dL/d(pre-activations) = dh * factor.
+        r_all, z_all, n_all = rzn[..., :H], rzn[..., H:2 * H], rzn[..., 2 * H:]
+        by_n = (1 - z_all) * (1 - n_all * n_all)  # n: through h' = (1 - z) n + z h, tanh'
+        by_z = (h_all[:-1] - n_all) * z_all * (1 - z_all)  # z: σ'
+        if ra:  # r: through n = tanh(x_n + r ⊙ hn)
+            by_r = by_n * rec[..., 2 * H:] * r_all * (1 - r_all)  # rec[..., 2H:] = hn
+            to_x = torch.stack([by_r, by_z, by_n], dim=2)  # (T, B, 3, H)
+            to_hg = torch.stack([by_r, by_z, by_n * r_all], dim=2)
+        drop_h = None if keep_h is None else 1 - keep_h
         dh = torch.zeros_like(h_all[0])
         for t in reversed(range(T)):
             dh = dh + grad_hs[t]
             dh_prev = None
             if keep_h is not None:
-                dh, dh_prev = dh * (1 - keep_h[t]), dh * keep_h[t]
-            r, z, n = rzn[t].chunk(3, dim=1)
-            h_prev = h_all[t]
-            h_in = h_prev if h_in_all is None else h_in_all[t]
-            carry = dh * z  # through h' = (1 - z) ⊙ n + z ⊙ h
-            dn = dh * (1 - z) * (1 - n * n)  # dL/d(n's pre-activation)
-            dz = dh * (h_prev - n) * z * (1 - z)
+                dh, dh_prev = dh * drop_h[t], dh * keep_h[t]
+            carry = dh * z_all[t]  # through h' = (1 - z) ⊙ n + z ⊙ h
             if ra:
-                dr = dn * hn_or_s[t] * r * (1 - r)
-                torch.cat([dr, dz, dn], dim=1, out=d_x[t])
-                torch.cat([dr, dz, dn * r], dim=1, out=d_hg[t])
+                dh_b = dh.unsqueeze(1)  # (B, 1, H)
+                torch.mul(to_x[t], dh_b, out=d_x[t].view(B, 3, H))
+                torch.mul(to_hg[t], dh_b, out=d_hg[t].view(B, 3, H))
                 _gru_raw_grad(d_hg, d_raw, ln_hh, xhat, rstd, t, slice(0, G), 0)
                 dh_in = d_raw[t] @ w_hh  # (B, H)
             else:
-                d_x[t, :, 2 * H:] = dn
+                r = r_all[t]
+                h_in = h_all[t] if h_in_all is None else h_in_all[t]
+                torch.mul(by_n[t], dh, out=d_x[t, :, 2 * H:])
                 _gru_raw_grad(d_hg, d_raw, ln_hh, xhat, rstd, t, slice(2 * H, G), 1)
                 ds = d_raw[t, :, 2 * H:] @ w_hh[2 * H:]  # (B, H): dL/d(r ⊙ h_in)
                 d_x[t, :, :H] = ds * h_in * r * (1 - r)
-                d_x[t, :, H:2 * H] = dz
+                torch.mul(by_z[t], dh, out=d_x[t, :, H:2 * H])
                 _gru_raw_grad(d_hg, d_raw, ln_hh, xhat, rstd, t, slice(0, 2 * H), 0)
                 dh_in = d_raw[t, :, :2 * H] @ w_hh[:2 * H] + ds * r
             dh = dh_in if mask is None else dh_in * mask
@@ -360,22 +386,25 @@ class _GRUScan(torch.autograd.Function):
             d_w_hh = _gemm_bt(d_raw, h_in)  # (3H, H), one GEMM
         elif need[2]:
             d_w_hh = torch.cat([_gemm_bt(d_raw[..., :2 * H], h_in),
-                                _gemm_bt(d_raw[..., 2 * H:], hn_or_s)])
+                                _gemm_bt(d_raw[..., 2 * H:], rec)])  # rec = s
         d_b_hh = _sum_bt(d_hg) if ctx.has_b_hh and need[3] else None
         d_ln = _sum_bt(d_hg * xhat) if ln_hh is not None and need[4] else None
         return None, d_x, dh, d_w_hh, d_b_hh, d_ln, None, None, None
 
 
-def _gru_recurrent(h_in, w_t, b_hh, ln_hh, ln_stats, t, cols, group):
+def _gru_recurrent(h_in, w_t, b_hh, ln_hh, ln_stats, t, cols, group, out=None):
     """W h_in (+ LN, gain) + b over the gate columns ``cols`` of W_hh; saves LN statistics."""
     b = None if b_hh is None else b_hh[cols]
     if ln_hh is None:
-        return h_in @ w_t if b is None else torch.addmm(b, h_in, w_t)  # (B, |cols|)
+        if b is None:
+            return torch.mm(h_in, w_t, out=out)  # (B, |cols|)
+        return torch.addmm(b, h_in, w_t, out=out)
     xhat, rstd = _ln_forward(h_in @ w_t)
     if ln_stats is not None:
         ln_stats[0][t, :, cols], ln_stats[1][t, :, group:group + 1] = xhat, rstd
     y = xhat * ln_hh[cols]
-    return y if b is None else y + b
+    y = y if b is None else y + b
+    return y if out is None else out.copy_(y)
 
 
 def _gru_raw_grad(d_hg, d_raw, ln_hh, xhat, rstd, t, cols, group):
