@@ -187,7 +187,9 @@ class _RecurrentLayer(nn.Module):
         weights = self._parameters
         params = []
         for names in self._direction_names:
-            p = DirectionParams(*(None if n is None else weights[n] for n in names))
+            # getattr for a name torch.nn.utils.parametrize (weight norm, ...) has taken over
+            p = DirectionParams(*(None if n is None else weights[n] if n in weights
+                                  else getattr(self, n) for n in names))
             if self.weight_drop > 0:
                 p = p._replace(w_hh=regularizers.drop_weights(p.w_hh, self.weight_drop,
                                                               self.training))
@@ -234,13 +236,13 @@ class _RecurrentLayer(nn.Module):
             x = x.masked_fill(~valid.to(x.device).unsqueeze(2), 0.0)
         spec = self.spec
         hx = self._check_state(spec, hx, B, x, unbatched)
-        needs_grad = torch.is_grad_enabled() and (
-            x.requires_grad or any(p.requires_grad for p in self._parameters.values()))
+        params = self._direction_params()
+        needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(
+            w is not None and w.requires_grad for p in params for w in p))
         engine = select_engine(spec, x.device, self.engine, needs_grad, self.training, B)
         if engine != self.last_engine:
             log.debug("%s runs on engine %r", name, engine)
             self.__dict__["last_engine"] = engine  # plain attribute: skip Module.__setattr__
-        params = self._direction_params()
         masks = self._draw_masks(spec, T, B, x)
         result = get_engine(engine)(x, lengths, hx, params, masks, spec, self.training)
         out, h_n, c_n = result
@@ -348,30 +350,29 @@ class _RecurrentLayer(nn.Module):
         """
         self.__dict__["last_engine"] = "step"
         inp, hs, cs = x, [], []
-        z = self.zoneout
-        for layer, p in enumerate(self._direction_params()):
+        params = self._direction_params()
+        masks = self._draw_masks(spec, 1, x.shape[0], x)  # in forward()'s order, T = 1
+        for layer, (p, m) in enumerate(zip(params, masks, strict=True)):
             norm = (None if not self.layer_norm else
                     LayerNormParams(p.ln_ih, p.ln_hh, p.ln_cell_weight, p.ln_cell_bias))
             h_prev = h0[layer]
             if self.mode == "lstm":
                 h, c = lstm_cell(inp, h_prev, c0[layer], p.w_ih, p.w_hh, p.b_ih, p.b_hh,
                                  p.w_hr, norm)
-                if z > 0:  # zoneout: keep the old value (training draws, eval expectation)
-                    keep_c = torch.bernoulli(torch.full_like(c, z)) if self.training else z
-                    c = c + keep_c * (c0[layer] - c)
+                if m.zoneout_c is not None:  # zoneout: keep the old value (draw or expectation)
+                    c = c + m.zoneout_c[0] * (c0[layer] - c)
                 cs.append(c)
             else:
                 h = gru_cell(inp, h_prev, p.w_ih, p.w_hh, p.b_ih, p.b_hh, norm,
                              reset_after=self.reset_after)
-            if z > 0:
-                keep_h = torch.bernoulli(torch.full_like(h, z)) if self.training else z
-                h = h + keep_h * (h_prev - h)
+            if m.zoneout_h is not None:
+                h = h + m.zoneout_h[0] * (h_prev - h)
             hs.append(h)
             inp = h
             if self.training and self.dropout > 0 and layer < self.num_layers - 1:
                 inp = torch.nn.functional.dropout(inp, self.dropout, training=True)
-        h_n = hs[0].unsqueeze(0) if len(hs) == 1 else torch.stack(hs)  # (L, B, R)
-        c_n = None if not cs else cs[0].unsqueeze(0) if len(cs) == 1 else torch.stack(cs)
+        h_n = torch.stack(hs)  # (L, B, R), its own memory: y_t may be changed in place
+        c_n = torch.stack(cs) if cs else None
         if unbatched:
             return hs[-1].squeeze(0), h_n.squeeze(1), None if c_n is None else c_n.squeeze(1)
         return hs[-1], h_n, c_n

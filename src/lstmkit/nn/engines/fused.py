@@ -89,13 +89,13 @@ def run(
     that the dropout is ours: the same masks as the other engines for the same seed), and,
     on the CPU, for a bidirectional stack with lengths (each direction runs on its own).
     """
+    # Decided once for the whole stack, so that every call below agrees.
     segmented = lengths is not None and x.device.type == "cpu" and _segments_pay(
-        x, lengths, _flat_weights(params[:spec.num_directions], masks[:spec.num_directions]),
-        spec.num_layers)
+        x, lengths, params)
     if not ((training and spec.dropout > 0 and spec.num_layers > 1)
             or (segmented and spec.bidirectional)):
         return RunResult(*_run_layers(x, lengths, hx, params, masks, spec, spec.num_layers,
-                                      spec.bidirectional))
+                                      spec.bidirectional, segmented))
     D = spec.num_directions
     h0, c0 = hx
     layer_input, h_n, c_n = x, [], []
@@ -109,7 +109,7 @@ def run(
                 inp = reverse_within_lengths(layer_input, lengths) if reverse else layer_input
                 state = (h0[k:k + 1], None if c0 is None else c0[k:k + 1])
                 out, h, c = _run_layers(inp, lengths, state, params[k:k + 1], masks[k:k + 1],
-                                        spec, 1, False)
+                                        spec, 1, False, True)
                 outputs.append(reverse_within_lengths(out, lengths) if reverse else out)
                 h_n.append(h)
                 c_n.append(c)
@@ -117,7 +117,8 @@ def run(
         else:
             state = (h0[start:stop], None if c0 is None else c0[start:stop])
             layer_input, h, c = _run_layers(layer_input, lengths, state, params[start:stop],
-                                            masks[start:stop], spec, 1, spec.bidirectional)
+                                            masks[start:stop], spec, 1, spec.bidirectional,
+                                            segmented)
             h_n.append(h)
             c_n.append(c)
     c_final = None if c0 is None else torch.cat(c_n)
@@ -133,13 +134,16 @@ def _run_layers(
     spec: RecurrentSpec,
     num_layers: int,
     bidirectional: bool,
+    segmented: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
+    """torch's kernel over these layer-directions: dense, in segments (unidirectional only,
+    on ``segmented``) or packed."""
     flat = _flat_weights(params, masks)
     args = (flat, spec.bias, num_layers, bidirectional)
     if lengths is None:
         return native_rnn(spec.mode, x, None, hx, *args)
-    if x.device.type == "cpu" and _segments_pay(x, lengths, flat, num_layers):
-        return _run_segments(spec.mode, x, lengths, hx, *args)  # unidirectional only
+    if segmented and not bidirectional:
+        return _run_segments(spec.mode, x, lengths, hx, *args)
     T = x.shape[0]
     packed = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
     order, restore = packed.sorted_indices, packed.unsorted_indices  # (B,)
@@ -153,13 +157,14 @@ def _run_layers(
     return out, h_n, c_n
 
 
-def _segments_pay(x: Tensor, lengths: Tensor, flat: list[Tensor], num_layers: int) -> bool:
+def _segments_pay(x: Tensor, lengths: Tensor, params: list[DirectionParams]) -> bool:
     """Whether dense segments beat torch's packed kernel for this batch, by a cost model fitted
     to benchmarks/rnn_speed.py on the 2-core CPU: a dense oneDNN call costs ~150 us plus the
     preparation of its weights (~0.8 ns a weight) plus its arithmetic (~400 GFLOP/s forward and
     backward); the packed kernel does the same arithmetic about 3x slower in one call. So
     segments win on long, wide batches and lose on small ones, where calls dominate."""
-    weights = sum(w.numel() for w in flat if w.dim() == 2)  # per layer-direction group
+    weights = sum(w.numel() for p in params for w in (p.w_ih, p.w_hh, p.w_hr)
+                  if w is not None)  # the whole stack's
     T, B, _ = x.shape
     steps = float(lengths.sum())  # row-steps actually computed
     arithmetic = 6.0 * weights * steps / 4e11  # seconds, forward + backward
