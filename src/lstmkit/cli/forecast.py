@@ -13,6 +13,7 @@ import pandas as pd
 from ..config import json_safe, write_json
 from ..data.datasets import seattle_weather
 from ..data.series import FILL_POLICIES
+from ..data.tables import read_table
 from ..errors import DataError
 from ..tasks.forecast import ForecastConfig, Forecaster
 from ._flags import add_config_flags, config_from_args
@@ -51,7 +52,7 @@ def _print_metrics(metrics: dict, part: str = "test") -> None:
         print(f"{method:<16}{text}{m.get('count', ''):>6}")
 
 
-def _train(args, data: str, columns: dict, test_start, out: Path,
+def _train(args, data, columns: dict, test_start, out: Path,
            prepare=None) -> Forecaster:
     """Train into a hidden folder beside ``out`` and move it into place only when the run is
     complete, so that a failure or Ctrl-C never leaves half a run or destroys an old one."""
@@ -105,8 +106,9 @@ def _fit_and_report(args, data, columns: dict, test_start, folder: Path) -> Fore
 def run_train(args) -> int:
     columns = _columns(args)
     out = _out_dir(args, "forecast")
-    test_start = args.test_start or Forecaster.default_test_start(args.data, args.time)
-    _train(args, args.data, columns, test_start, out)
+    table, _ = read_table(args.data)  # read once; the table keeps the file's name for messages
+    test_start = args.test_start or Forecaster.default_test_start(table, args.time)
+    _train(args, table, columns, test_start, out)
     return 0
 
 
@@ -115,12 +117,12 @@ def run_demo(args) -> int:
     print("Seattle daily weather 2012-2015 (vega_datasets): next-day temp_max from the past "
           "7 days of temp_max, temp_min, precipitation, wind and weather; test year 2015.\n")
 
-    def write_data(folder: Path) -> str:
+    def write_data(folder: Path) -> pd.DataFrame:
         path = folder / "seattle-weather.csv"
         seattle_weather().to_csv(path, index=False)
-        return str(path)
+        return read_table(path)[0]
 
-    _train(args, "", dict(DEMO_COLUMNS, series_id=None, static=(), fill_na=None),
+    _train(args, None, dict(DEMO_COLUMNS, series_id=None, static=(), fill_na=None),
            DEMO_TEST_START, out, prepare=write_data)
     print(f"try: lstmkit forecast evaluate {out} --data {out / 'seattle-weather.csv'} "
           f"--test-start {DEMO_TEST_START}")
@@ -145,7 +147,8 @@ def run_predict(args) -> int:
 
 def run_backtest(args) -> int:
     config = config_from_args(ForecastConfig, args)
-    result = json_safe(Forecaster(config).backtest(args.data, list(_split(args.cutoffs)),
+    result = json_safe(Forecaster(config).backtest(read_table(args.data)[0],
+                                                   list(_split(args.cutoffs)),
                                                    **_columns(args), quiet=args.quiet))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -20,15 +20,21 @@ def describe_rows(rows: np.ndarray, limit: int = 5) -> str:
     return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
 
 
+SOURCE = "lstmkit_source"  # DataFrame.attrs key: the file a table was read from
+
+
 def read_table(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """The table and a label for messages (the file's path, or 'DataFrame').
 
+    A table read from a file carries its path in ``table.attrs``, so that passing the
+    DataFrame on (rather than reading the file again) keeps the file's name in messages.
     Rows are numbered from 1 in messages (the first row under the header).
     """
     if isinstance(source, pd.DataFrame):
+        label = source.attrs.get(SOURCE, "DataFrame")
         if source.empty:
-            raise DataError("DataFrame: it has no rows.")
-        return source.reset_index(drop=True), "DataFrame"
+            raise DataError(f"{label}: it has no rows.")
+        return source.reset_index(drop=True), label
     path = Path(source)
     label = str(path)
     if not path.is_file():
@@ -49,6 +55,7 @@ def read_table(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str]:
         raise DataError(f"{label}: cannot read it as a table ({error}).") from error
     if table.empty:
         raise DataError(f"{label}: the file has a header but no data rows.")
+    table.attrs[SOURCE] = label
     return table, label
 
 

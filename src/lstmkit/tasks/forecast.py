@@ -257,11 +257,11 @@ class Forecaster(Task):
         if time not in table.columns:
             raise DataError(f"{label}: no time column {time!r}; the columns are "
                             f"{', '.join(map(repr, map(str, table.columns)))}.")
-        times = np.unique(pd.to_datetime(table[time], errors="coerce").dropna().values)
-        if len(times) < 5:
-            raise DataError(f"{label}: column {time!r} has {len(times)} distinct times; too "
-                            "few for a training and a test part.")
-        return pd.Timestamp(times[int(len(times) * 0.8)])
+        times = pd.to_datetime(table[time], errors="coerce").dropna().values
+        if len(np.unique(times)) < 5:
+            raise DataError(f"{label}: column {time!r} has {len(np.unique(times))} distinct "
+                            "times; too few for a training and a test part.")
+        return _test_start_of(times)
 
     # ---- fit --------------------------------------------------------------------------------
 
@@ -456,7 +456,8 @@ class Forecaster(Task):
         c = self.config
         series, label = self._load(data)
         prepared = self._prepare(series, label)
-        start = _timestamp(test_start, "test_start") or _default_test_start(series)
+        start = _timestamp(test_start, "test_start") or _test_start_of(
+            np.concatenate([s.times.values for s in series]))
         end = _timestamp(test_end, "test_end")
         trained_until = self.fit_info.get("last_training_target")
         if trained_until and start <= pd.Timestamp(trained_until):
@@ -632,9 +633,9 @@ def _timestamp(value: Any, name: str) -> pd.Timestamp | None:
         raise DataError(f"{name}={value!r} is not a date or time ({error}).") from error
 
 
-def _default_test_start(series: list[Series]) -> pd.Timestamp:
-    """The time at 80% of the data's span: the last 20% is the test part."""
-    times = np.unique(np.concatenate([s.times.values for s in series]))
+def _test_start_of(times: np.ndarray) -> pd.Timestamp:
+    """The time at 80% of the distinct times: by default the last 20% is the test part."""
+    times = np.unique(times)
     return pd.Timestamp(times[int(len(times) * 0.8)])
 
 
