@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 import lstmkit.nn as lnn
+from lstmkit.nn.engines import gemm
 
 SHAPES = [(32, 7, 1, 64), (64, 100, 64, 256), (64, 35, 400, 1150), (1, 1000, 40, 256),
           (256, 50, 128, 512)]
@@ -270,7 +271,8 @@ def main() -> None:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = args.out / f"rnn_speed-{stamp}.json"
     meta = dict(torch=torch.__version__, threads=torch.get_num_threads(),
-                machine=platform.machine(), gemm_flops_per_second=peak, quick=args.quick)
+                machine=platform.machine(), gemm_flops_per_second=peak, quick=args.quick,
+                scan_products_on_onednn=gemm.ONEDNN)
     path.write_text(json.dumps(dict(meta=meta, results=rows), indent=1))
     print(f"wrote {path}")
 

@@ -213,11 +213,32 @@ def test_auto_picks_fused_for_plain_and_scan_for_what_fused_cannot_run():
     gru = GRU(3, 4)
     gru(x)  # training at batch 2 needs a backward: the scan engine's is faster on the CPU
     assert gru.last_engine == "scan"
-    gru(torch.randn(4, 16, 3))  # at batch 16 torch's kernel is as fast
-    assert gru.last_engine == "fused"
     with torch.no_grad():
-        gru(x)  # inference: torch's kernel is faster
+        gru(x)  # inference on small products: torch's kernel is faster
     assert gru.last_engine == "fused"
+
+
+def test_auto_sends_a_gru_with_large_products_to_scan_on_the_cpu():
+    from lstmkit.nn.engines import gemm
+
+    gru = GRU(8, 256)
+    x = torch.randn(2, 64, 8)
+    for grad in (True, False):  # batch 64, H = 256: the products go to oneDNN
+        with torch.set_grad_enabled(grad):
+            gru(x)
+        assert gru.last_engine == ("scan" if gemm.ONEDNN else "fused"), grad
+    gru(x[:, :16])  # training at batch 16: scan where its products go to oneDNN
+    assert gru.last_engine == ("scan" if gemm.ONEDNN else "fused")
+    with torch.no_grad():
+        gru(x[:, :16])  # inference at batch 16: a small product, torch's kernel
+    assert gru.last_engine == "fused"
+    gru(torch.randn(2, 512, 8))  # B * H = 131072: the scan backward loses in training
+    assert gru.last_engine == "fused"
+    gru.double()
+    gru(x.double()[:, :16])  # float64 never takes oneDNN: scan only up to batch 8
+    assert gru.last_engine == "fused"
+    gru(x.double()[:, :8])
+    assert gru.last_engine == "scan"
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -78,8 +78,8 @@ _SHARED_ARGS_DOC = """
 
         ``"auto"`` takes ``fused`` (oneDNN on the CPU, cuDNN on CUDA) wherever it can run the
         options, and ``scan`` otherwise, with one exception measured on the CPU: the GRU, which
-        has no oneDNN kernel, trains on ``scan`` at batch sizes up to 8, where our
-        hand-written backward is faster. ``step()`` runs the cells directly
+        has no oneDNN kernel, runs on ``scan`` where its oneDNN products and hand-written
+        backward are faster (engines._gru_scan_is_faster). ``step()`` runs the cells directly
         (``last_engine == "step"``). An explicit engine that cannot run an option raises.
 """
 
@@ -239,7 +239,8 @@ class _RecurrentLayer(nn.Module):
         params = self._direction_params()
         needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(
             w is not None and w.requires_grad for p in params for w in p))
-        engine = select_engine(spec, x.device, self.engine, needs_grad, self.training, B)
+        engine = select_engine(spec, x.device, self.engine, needs_grad, self.training, B,
+                               x.dtype)
         if engine != self.last_engine:
             log.debug("%s runs on engine %r", name, engine)
             self.__dict__["last_engine"] = engine  # plain attribute: skip Module.__setattr__

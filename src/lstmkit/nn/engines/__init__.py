@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import gemm
+
 __all__ = [
     "ENGINE_NAMES",
     "DirectionMasks",
@@ -149,11 +151,12 @@ def engine_limitation(engine: str, spec: RecurrentSpec, device: torch.device,
 
 def select_engine(spec: RecurrentSpec, device: torch.device, requested: str = "auto",
                   needs_grad: bool = True, training: bool = True,
-                  batch_size: int | None = None) -> str:
+                  batch_size: int | None = None, dtype: torch.dtype = torch.float32) -> str:
     """The engine that runs ``spec`` on ``device``: ``requested``, or the fastest for "auto".
 
-    ``needs_grad`` (a backward pass will follow) and ``batch_size`` change the GRU's answer.
-    Raises ValueError for an unknown name, or an explicit engine that cannot run an option.
+    ``needs_grad`` (a backward pass will follow), ``batch_size`` and ``dtype`` change the
+    GRU's answer. Raises ValueError for an unknown name, or an explicit engine that cannot
+    run an option.
     """
     if requested not in ENGINE_NAMES:
         raise ValueError(f"unknown engine={requested!r}; choose one of {', '.join(ENGINE_NAMES)}.")
@@ -164,28 +167,44 @@ def select_engine(spec: RecurrentSpec, device: torch.device, requested: str = "a
                              "engine='scan'.")
         return requested
     fits = engine_limitation("fused", spec, device, training) is None
-    if fits and _fused_is_fastest(spec, device, needs_grad, batch_size):
+    if fits and not _gru_scan_is_faster(spec, device, needs_grad, batch_size, dtype):
         return "fused"
     return "scan"
 
 
-# Up to this batch size the scan engine trains a GRU faster than torch's CPU kernel.
-SCAN_GRU_MAX_BATCH = 8
+# Measured thresholds of the GRU's engine choice on the CPU (see _gru_scan_is_faster).
+SCAN_GRU_MAX_BATCH = 8  # training up to this batch: scan, whatever the GEMM library
+SCAN_GRU_MAX_TRAIN_CELLS = 1 << 17  # training from this B*H on: fused
+SCAN_GRU_MIN_INFER_MACS = 1 << 22  # inference from this B*H*3H on: scan
 
 
-def _fused_is_fastest(spec: RecurrentSpec, device: torch.device, needs_grad: bool,
-                      batch_size: int | None) -> bool:
-    # Measured with benchmarks/rnn_speed.py on a 2-core CPU, torch 2.13 (README, "Speed"):
-    # - CUDA: cuDNN beats a Python loop over steps on every shape.
-    # - LSTM on the CPU: torch's oneDNN kernel runs near the GEMM peak; our scan engine is
-    #   1.8-7.8x slower, so fused wherever it can run the options.
-    # - GRU on the CPU has no oneDNN kernel. Training at batch 1 over 1000 steps, our scan
-    #   engine (weight gradients as one GEMM after the loop) takes 0.51-0.73x torch's time;
-    #   at batch 32-64 the two are within the run-to-run noise (0.86-1.13x), and in inference,
-    #   with no backward to win on, torch's kernel is 1.06-1.8x faster than the scan loop.
-    if device.type != "cpu" or spec.mode == "lstm" or not needs_grad:
+def _gru_scan_is_faster(spec: RecurrentSpec, device: torch.device, needs_grad: bool,
+                        batch_size: int | None, dtype: torch.dtype) -> bool:
+    """Whether a GRU that ``fused`` could run is faster on ``scan`` (measured rules).
+
+    Measured with benchmarks/rnn_speed.py on a 2-core CPU, torch 2.13 (README, "Speed"):
+    - CUDA: cuDNN beats a Python loop over steps on every shape; the LSTM has torch's oneDNN
+      kernel on the CPU, near the GEMM peak: fused wherever it runs.
+    - The GRU has no oneDNN kernel on the CPU: torch's runs its GEMMs through MKL, at half
+      oneDNN's speed on an AMD EPYC, while the scan engine sends its larger products to
+      oneDNN (engines.gemm). Training, scan over nn.GRU's time: 0.36 at (1, 1000, 40, 256),
+      0.64 at (8, 100, 64, 256), 0.80 at (16, 50, 64, 128), 0.93 at (32, 7, 1, 64), 0.74 at
+      (64, 100, 64, 256), 0.56 at (64, 35, 400, 1150); but 1.04 at (256, 50, 128, 512), where
+      the element-wise backward over B*H = 131072 units a step is memory-bound. Without
+      oneDNN (float64, a build without it) scan wins only at batch 1-8 (0.51-0.73).
+    - Inference has no backward to win on: scan takes 0.74 at (64, 100, 64, 256), 0.40 at
+      (64, 35, 400, 1150), 0.70 at (256, 50, 128, 512), but 1.1-1.9 where the recurrent
+      product is under ~4M multiply-adds (batch 1-16 at H <= 256).
+    """
+    if device.type != "cpu" or spec.mode != "gru" or batch_size is None:
+        return False
+    H = spec.hidden_size
+    onednn = gemm.onednn_for(dtype, device)
+    if not needs_grad:
+        return onednn and batch_size * H * 3 * H >= SCAN_GRU_MIN_INFER_MACS
+    if batch_size <= SCAN_GRU_MAX_BATCH:
         return True
-    return batch_size is not None and batch_size > SCAN_GRU_MAX_BATCH
+    return onednn and batch_size * H < SCAN_GRU_MAX_TRAIN_CELLS
 
 
 _RUNNERS: dict[str, Callable[..., RunResult]] = {}

@@ -6,7 +6,9 @@ lstmkit.nn.cells. Backward: the classic backpropagation through time of Werbos 1
 out by hand per step for the state and gate gradients only; the weight gradients
 dW_hh = Σ_t dA_t^T h_{t-1} (and dW_hr, the layer-norm gains) are each one GEMM or one
 reduction over all T*B rows after the loop, as in Appleyard et al. 2016 (arXiv:1604.01946) §3
-and Haste. dW_ih and dx are left to autograd on the one GEMM of the forward pass.
+and Haste. dW_ih and dx are left to autograd on the one GEMM of the forward pass. Every
+product goes through :mod:`.gemm`, which sends the larger float32 ones on the CPU to oneDNN
+with the recurrent weight packed once per call (twice MKL's speed on the machine we measure).
 
 Variable lengths and zoneout share one mechanism: at step t a row keeps a fraction k_t of its
 previous state, h_t = k_t h_{t-1} + (1 - k_t) h_new (Krueger et al. 2016, arXiv:1606.01305),
@@ -31,6 +33,7 @@ from . import (
     DirectionResult,
     RecurrentSpec,
     RunResult,
+    gemm,
     reverse_within_lengths,
     run_stack,
 )
@@ -88,7 +91,7 @@ def _run_direction(
     keep_h = _keep_fraction(zoneout_h, valid)
     keep_h = None if keep_h is None else keep_h.to(x.dtype)
     # The input projection of every step in one GEMM: (T*B, F) @ (F, G*H).
-    xg = x.reshape(T * B, F_in) @ p.w_ih.t()  # (T*B, G*H)
+    xg = gemm.linear(x.reshape(T * B, F_in), p.w_ih)  # (T*B, G*H)
     if p.ln_ih is not None:
         xg = F.layer_norm(xg, xg.shape[-1:], p.ln_ih, None, LAYER_NORM_EPS)
     if p.b_ih is not None:
@@ -126,16 +129,21 @@ def _refuse_double_backward() -> None:
 
 def _ln_forward(y: Tensor) -> tuple[Tensor, Tensor]:
     """x̂ = (y - mean) * rstd over the last dimension; returns x̂ and rstd (..., 1)."""
-    mean = y.mean(-1, keepdim=True)
-    var = y.var(-1, unbiased=False, keepdim=True)
-    rstd = (var + LAYER_NORM_EPS).rsqrt()
-    return (y - mean) * rstd, rstd
+    xhat, _, rstd = torch.native_layer_norm(y, y.shape[-1:], None, None, LAYER_NORM_EPS)
+    return xhat, rstd.view(*y.shape[:-1], 1)
 
 
-def _ln_backward(dxhat: Tensor, xhat: Tensor, rstd: Tensor) -> Tensor:
-    """Gradient through x̂ = LN(y) given dL/dx̂; returns dL/dy."""
-    return rstd * (dxhat - dxhat.mean(-1, keepdim=True)
-                   - xhat * (dxhat * xhat).mean(-1, keepdim=True))
+def _ln_backward(dz: Tensor, gain: Tensor, xhat: Tensor, rstd: Tensor) -> Tensor:
+    """Gradient through z = gain ⊙ x̂, x̂ = LN(y), given dL/dz; returns dL/dy.
+
+    dL/dy = rstd (dx̂ - mean(dx̂) - x̂ mean(dx̂ x̂)) with dx̂ = gain ⊙ dL/dz: torch's one-kernel
+    layer-norm backward run on x̂ itself (mean 0, rstd 1), then scaled by the saved rstd.
+    """
+    rows = xhat.shape[0]
+    unit = xhat.new_zeros(rows, 1), xhat.new_ones(rows, 1)
+    dy = torch.ops.aten.native_layer_norm_backward(dz, xhat, xhat.shape[-1:], *unit, gain, None,
+                                                   [True, False, False])[0]
+    return dy.mul_(rstd)
 
 
 def _sum_bt(t: Tensor) -> Tensor:
@@ -144,7 +152,7 @@ def _sum_bt(t: Tensor) -> Tensor:
 
 def _gemm_bt(a: Tensor, b: Tensor) -> Tensor:
     """Σ over T and B of a_t^T b_t as one GEMM: (T, B, M), (T, B, N) -> (M, N)."""
-    return a.reshape(-1, a.shape[-1]).t() @ b.reshape(-1, b.shape[-1])
+    return gemm.mm_tn(a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1]))
 
 
 class _LSTMScan(torch.autograd.Function):
@@ -173,19 +181,22 @@ class _LSTMScan(torch.autograd.Function):
             else None
         ln_c = (xg.new_empty(T, B, H), xg.new_empty(T, B, 1)) if save and ln_cw is not None \
             else None
-        w_hh_t = w_hh.t()
+        if b_hh is not None:
+            xg = xg + b_hh  # b_hh adds after the layer norm: once for all steps
+        w_rec = gemm.Weight(w_hh, B)  # packed once for the T products below
+        w_proj = None if w_hr is None else gemm.Weight(w_hr, B)
         h, c = h0, c0
         for t in range(T):
             h_in = h if mask is None else h * mask
             if h_in_all is not None:
                 h_in_all[t] = h_in
             if ln_hh is None:
-                gates = torch.addmm(xg[t], h_in, w_hh_t)  # (B, 4H)
+                gates = gemm.addmm_nt(xg[t], h_in, w_rec)  # (B, 4H)
             else:
-                xhat, rstd = _ln_forward(h_in @ w_hh_t)
+                xhat, rstd = _ln_forward(gemm.mm_nt(h_in, w_rec))
                 if ln_h is not None:
                     ln_h[0][t], ln_h[1][t] = xhat, rstd
-                gates = xg[t] + xhat * ln_hh if b_hh is None else xg[t] + xhat * ln_hh + b_hh
+                gates = torch.addcmul(xg[t], xhat, ln_hh)  # b_hh is in xg (see above)
             a = acts[t] if save else acts[0]  # (B, 4H)
             torch.sigmoid(gates, out=a)
             torch.tanh(gates[:, 2 * H:3 * H], out=a[:, 2 * H:3 * H])
@@ -203,7 +214,7 @@ class _LSTMScan(torch.autograd.Function):
                 c_hat = torch.addcmul(ln_cb, xhat, ln_cw) if ln_cb is not None else xhat * ln_cw
             tc = torch.tanh(c_hat, out=tanh_c[t] if save else tanh_c[0])
             if w_hr is not None:
-                h_new = (o * tc) @ w_hr.t()  # (B, P)
+                h_new = gemm.mm_nt(o * tc, w_proj)  # (B, P)
                 h = h_new if keep_h is None else torch.lerp(h_new, h, keep_h[t])
                 h_all[t + 1] = h
             elif keep_h is None:
@@ -240,6 +251,9 @@ class _LSTMScan(torch.autograd.Function):
         dr_to_c = acts[..., 3 * H:] * (1 - tanh_c * tanh_c)  # dL/dĉ = dr o (1 - tanh²(ĉ))
         drop_h = None if keep_h is None else 1 - keep_h
         drop_c = None if keep_c is None else 1 - keep_c
+        # dh = d_raw @ W_hh written as x @ w.T: w = W_hh^T (R, 4H), packed once; W_hr^T (H, P).
+        w_hh_tt = gemm.Weight(w_hh.t().contiguous(), B)
+        w_hr_tt = None if w_hr is None else gemm.Weight(w_hr.t().contiguous(), B)
         dh = torch.zeros_like(h_all[0])  # (B, R), carried from step t+1
         dc = grad_c_n.clone()  # (B, H)
         for t in reversed(range(T)):
@@ -252,19 +266,19 @@ class _LSTMScan(torch.autograd.Function):
                 dc, dc_prev = dc * drop_c[t], dc * keep_c[t]
             if w_hr is not None:
                 d_h_new[t] = dh
-                dh = dh @ w_hr  # (B, H): dL/dr, r = o ⊙ tanh(ĉ)
+                dh = gemm.mm_nt(dh, w_hr_tt)  # (B, H): dL/dr, r = o ⊙ tanh(ĉ)
             dc_hat = dh * dr_to_c[t]
             if ln_cw is not None:
                 d_c_hat[t] = dc_hat
-                dc_hat = _ln_backward(dc_hat * ln_cw, xhat_c[t], rstd_c[t])
+                dc_hat = _ln_backward(dc_hat, ln_cw, xhat_c[t], rstd_c[t])
             dc = dc + dc_hat
             step = d_gates[t]  # (B, 4H)
             torch.mul(by_dc[t], dc.unsqueeze(1), out=step[:, :3 * H].view(B, 3, H))
             torch.mul(by_dr[t], dh, out=step[:, 3 * H:])
             dc = dc * f_all[t] if dc_prev is None else torch.addcmul(dc_prev, dc, f_all[t])
             if ln_hh is not None:
-                d_raw[t] = _ln_backward(step * ln_hh, xhat_h[t], rstd_h[t])
-            dh = d_raw[t] @ w_hh  # (B, R)
+                d_raw[t] = _ln_backward(step, ln_hh, xhat_h[t], rstd_h[t])
+            dh = gemm.mm_nt(d_raw[t], w_hh_tt)  # (B, R)
             if mask is not None:
                 dh = dh * mask
             if dh_prev is not None:
@@ -304,7 +318,10 @@ class _GRUScan(torch.autograd.Function):
         h_in_all = xg.new_empty(T, B, H) if save and mask is not None else None
         ln_stats = (xg.new_empty(T, B, G), xg.new_empty(T, B, 2)) if save and ln_hh is not None \
             else None
-        w_t = w_hh.t()
+        # The recurrent weight, packed once for the T products: all gates (reset_after), or
+        # the r, z rows and the n rows apart (s = r ⊙ h_in multiplies the n rows only).
+        w_rec = (gemm.Weight(w_hh, B),) if reset_after else \
+            (gemm.Weight(w_hh[:2 * H], B), gemm.Weight(w_hh[2 * H:], B))
         h = h0
         for t in range(T):
             k = t if save else 0
@@ -314,16 +331,16 @@ class _GRUScan(torch.autograd.Function):
             x_rz, x_n = xg[t, :, :2 * H], xg[t, :, 2 * H:]
             rz, n = rzn[k, :, :2 * H], rzn[k, :, 2 * H:]  # (B, 2H), (B, H)
             if reset_after:
-                hg = _gru_recurrent(h_in, w_t, b_hh, ln_hh, ln_stats, t, slice(0, G), 0,
+                hg = _gru_recurrent(h_in, w_rec[0], b_hh, ln_hh, ln_stats, t, slice(0, G), 0,
                                     out=rec[k])  # (B, 3H)
                 torch.add(x_rz, hg[:, :2 * H], out=rz).sigmoid_()
                 torch.addcmul(x_n, rz[:, :H], hg[:, 2 * H:], out=n).tanh_()  # r ⊙ hn
             else:
-                hg = _gru_recurrent(h_in, w_t[:, :2 * H], b_hh, ln_hh, ln_stats, t,
-                                    slice(0, 2 * H), 0)
+                hg = _gru_recurrent(h_in, w_rec[0], b_hh, ln_hh, ln_stats, t, slice(0, 2 * H),
+                                    0)
                 torch.add(x_rz, hg, out=rz).sigmoid_()
                 s_in = torch.mul(rz[:, :H], h_in, out=rec[k])  # s = r ⊙ h_in
-                torch.add(x_n, _gru_recurrent(s_in, w_t[:, 2 * H:], b_hh, ln_hh, ln_stats, t,
+                torch.add(x_n, _gru_recurrent(s_in, w_rec[1], b_hh, ln_hh, ln_stats, t,
                                               slice(2 * H, G), 1), out=n).tanh_()
             if keep_h is None:
                 h = torch.lerp(n, h, rz[:, H:], out=h_all[t + 1])  # (1 - z) ⊙ n + z ⊙ h
@@ -354,6 +371,12 @@ class _GRUScan(torch.autograd.Function):
             to_x = torch.stack([by_r, by_z, by_n], dim=2)  # (T, B, 3, H)
             to_hg = torch.stack([by_r, by_z, by_n * r_all], dim=2)
         drop_h = None if keep_h is None else 1 - keep_h
+        # d @ W_hh[rows] written as x @ w.T with w = W_hh[rows]^T, packed once.
+        if ra:
+            w_tt = gemm.Weight(w_hh.t().contiguous(), B)  # (H, 3H)
+        else:
+            w_rz_tt = gemm.Weight(w_hh[:2 * H].t().contiguous(), B)  # (H, 2H)
+            w_n_tt = gemm.Weight(w_hh[2 * H:].t().contiguous(), B)  # (H, H)
         dh = torch.zeros_like(h_all[0])
         for t in reversed(range(T)):
             dh = dh + grad_hs[t]
@@ -366,17 +389,17 @@ class _GRUScan(torch.autograd.Function):
                 torch.mul(to_x[t], dh_b, out=d_x[t].view(B, 3, H))
                 torch.mul(to_hg[t], dh_b, out=d_hg[t].view(B, 3, H))
                 _gru_raw_grad(d_hg, d_raw, ln_hh, xhat, rstd, t, slice(0, G), 0)
-                dh_in = d_raw[t] @ w_hh  # (B, H)
+                dh_in = gemm.mm_nt(d_raw[t], w_tt)  # (B, H)
             else:
                 r = r_all[t]
                 h_in = h_all[t] if h_in_all is None else h_in_all[t]
                 torch.mul(by_n[t], dh, out=d_x[t, :, 2 * H:])
                 _gru_raw_grad(d_hg, d_raw, ln_hh, xhat, rstd, t, slice(2 * H, G), 1)
-                ds = d_raw[t, :, 2 * H:] @ w_hh[2 * H:]  # (B, H): dL/d(r ⊙ h_in)
+                ds = gemm.mm_nt(d_raw[t, :, 2 * H:], w_n_tt)  # (B, H): dL/d(r ⊙ h_in)
                 d_x[t, :, :H] = ds * h_in * r * (1 - r)
                 torch.mul(by_z[t], dh, out=d_x[t, :, H:2 * H])
                 _gru_raw_grad(d_hg, d_raw, ln_hh, xhat, rstd, t, slice(0, 2 * H), 0)
-                dh_in = d_raw[t, :, :2 * H] @ w_hh[:2 * H] + ds * r
+                dh_in = gemm.mm_nt(d_raw[t, :, :2 * H], w_rz_tt) + ds * r
             dh = dh_in if mask is None else dh_in * mask
             dh = dh + carry if dh_prev is None else dh + carry + dh_prev
         need = ctx.needs_input_grad[1:]  # [0] is the save flag
@@ -392,14 +415,14 @@ class _GRUScan(torch.autograd.Function):
         return None, d_x, dh, d_w_hh, d_b_hh, d_ln, None, None, None
 
 
-def _gru_recurrent(h_in, w_t, b_hh, ln_hh, ln_stats, t, cols, group, out=None):
-    """W h_in (+ LN, gain) + b over the gate columns ``cols`` of W_hh; saves LN statistics."""
+def _gru_recurrent(h_in, w, b_hh, ln_hh, ln_stats, t, cols, group, out=None):
+    """W h_in (+ LN, gain) + b, w the gemm.Weight of W_hh's gate rows ``cols``; saves LN
+    statistics."""
     b = None if b_hh is None else b_hh[cols]
     if ln_hh is None:
-        if b is None:
-            return torch.mm(h_in, w_t, out=out)  # (B, |cols|)
-        return torch.addmm(b, h_in, w_t, out=out)
-    xhat, rstd = _ln_forward(h_in @ w_t)
+        y = gemm.mm_nt(h_in, w, b)  # (B, |cols|)
+        return y if out is None else out.copy_(y)
+    xhat, rstd = _ln_forward(gemm.mm_nt(h_in, w))
     if ln_stats is not None:
         ln_stats[0][t, :, cols], ln_stats[1][t, :, group:group + 1] = xhat, rstd
     y = xhat * ln_hh[cols]
@@ -410,5 +433,5 @@ def _gru_recurrent(h_in, w_t, b_hh, ln_hh, ln_stats, t, cols, group, out=None):
 def _gru_raw_grad(d_hg, d_raw, ln_hh, xhat, rstd, t, cols, group):
     """dL/d(W h_in) over ``cols`` from dL/d(recurrent pre-activation), through the layer norm."""
     if ln_hh is not None:
-        d_raw[t, :, cols] = _ln_backward(d_hg[t, :, cols] * ln_hh[cols], xhat[t, :, cols],
+        d_raw[t, :, cols] = _ln_backward(d_hg[t, :, cols], ln_hh[cols], xhat[t, :, cols],
                                          rstd[t, :, group:group + 1])
