@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 
 from .errors import CheckpointError
 
-__all__ = ["FORMAT_VERSION", "config_from_dict", "config_to_dict", "json_safe", "read_json",
-           "write_json"]
+__all__ = ["FORMAT_VERSION", "check_settings", "config_from_dict", "config_to_dict", "json_safe",
+           "read_json", "write_json"]
 
 FORMAT_VERSION = 1  # bump when a saved file's meaning changes; readers decide how to upgrade
 
@@ -107,3 +107,20 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{path}: not valid JSON ({error}); the file is corrupt.") from error
+
+
+def check_settings(config: Any, at_least_one: tuple[str, ...] = (),
+                   choices: dict[str, tuple[str, ...]] | None = None,
+                   probabilities: tuple[str, ...] = ()) -> None:
+    """The checks every task config shares, as ValueErrors naming the setting: counts >= 1,
+    names among their choices, probabilities in [0, 1)."""
+    for name in at_least_one:
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name}={getattr(config, name)} must be at least 1.")
+    for name, allowed in (choices or {}).items():
+        if getattr(config, name) not in allowed:
+            raise ValueError(f"{name}={getattr(config, name)!r}: choose one of "
+                             f"{', '.join(allowed)}.")
+    for name in probabilities:
+        if not 0 <= getattr(config, name) < 1:
+            raise ValueError(f"{name}={getattr(config, name)} must be in [0, 1).")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "DataError", "LstmkitError"]
+__all__ = ["CheckpointError", "DataError", "DataWarning", "LstmkitError"]
 
 
 class LstmkitError(Exception):
@@ -15,3 +15,7 @@ class DataError(LstmkitError, ValueError):
 
 class CheckpointError(LstmkitError, ValueError):
     """A saved model that is missing a file, corrupt, or written by an incompatible version."""
+
+
+class DataWarning(UserWarning):
+    """Data that was usable only after a stated change (e.g. read as latin-1, not UTF-8)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .config import write_json
 
-__all__ = ["plot_lines", "plot_training", "write_history", "write_metrics"]
+__all__ = ["plot_confusion", "plot_lines", "plot_training", "write_history", "write_metrics"]
 
 
 def write_metrics(directory: Path, metrics: dict, stem: str = "metrics") -> None:
@@ -72,7 +72,7 @@ def plot_lines(path: Path, x, lines: dict[str, list], title: str, ylabel: str,
     plt.close(figure)
 
 
-def plot_training(path: Path, rows: list[dict]) -> None:
+def plot_training(path: Path, rows: list[dict], score: str = "MAE, scaled") -> None:
     """Training loss and validation score per epoch, one line per member and phase."""
     plt = _pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
@@ -86,11 +86,33 @@ def plot_training(path: Path, rows: list[dict]) -> None:
         if scores:
             right.plot(epochs[: len(scores)], scores, label=name)
     left.set_title("training loss")
-    right.set_title("validation score (MAE, scaled)")
+    right.set_title(f"validation score ({score})")
     for axes in (left, right):
         axes.set_xlabel("epoch")
         axes.grid(alpha=0.3)
     left.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_confusion(path: Path, matrix, labels: list[str], title: str) -> None:
+    """A confusion matrix: rows are the true class, columns the predicted one; counts shown."""
+    plt = _pyplot()
+    size = max(4.0, 0.6 * len(labels) + 2.5)
+    figure, axes = plt.subplots(figsize=(size, size))
+    axes.imshow(matrix, cmap="Blues")
+    axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    axes.set_yticks(range(len(labels)), labels)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    top = max(int(matrix.max()), 1)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            value = int(matrix[i][j])
+            axes.text(j, i, str(value), ha="center", va="center",
+                      color="white" if value > top / 2 else "black")
+    axes.set_title(title)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from .. import __version__
 from ..errors import LstmkitError
-from . import forecast
+from . import classify, forecast
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,12 +17,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True)
     forecast.add_parser(commands)
+    classify.add_parser(commands)
     return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"lstmkit: warning: {message}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.debug:
+        warnings.showwarning = _show_warning
     try:
         return args.run(args)
     except (LstmkitError, ValueError, OSError, FloatingPointError) as error:

@@ -26,8 +26,11 @@ def _parse_tuple(item_type):
     return parse
 
 
-def add_config_flags(parser: argparse.ArgumentParser, config_class: type) -> None:
-    """One flag per field, with its help text and default shown."""
+def add_config_flags(parser: argparse.ArgumentParser, config_class: type,
+                     defaults: dict | None = None) -> None:
+    """One flag per field, with its help text and default shown (``defaults`` overrides the
+    dataclass's, as :func:`config_from_args` does with the same dict)."""
+    defaults = defaults or {}
     group = parser.add_argument_group(f"model settings ({config_class.__name__}; override "
                                       "--config)")
     group.add_argument("--config", type=Path, help="read settings from this JSON file "
@@ -36,7 +39,7 @@ def add_config_flags(parser: argparse.ArgumentParser, config_class: type) -> Non
     for f in dataclasses.fields(config_class):
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
-        text = f"{f.metadata.get('help', '')} (default: {_show(f.default)})"
+        text = f"{f.metadata.get('help', '')} (default: {_show(defaults.get(f.name, f.default))})"
         if hint is bool:
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                default=None, help=text)
@@ -52,13 +55,16 @@ def _show(value) -> str:
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
-def config_from_args(config_class: type, args: argparse.Namespace):
-    """Defaults <- --config file <- flags given on the command line."""
-    data = {}
+def config_from_args(config_class: type, args: argparse.Namespace,
+                     defaults: dict | None = None):
+    """Defaults (the dataclass's, then ``defaults``) <- --config file <- flags given on the
+    command line."""
+    data = dict(defaults or {})
     if getattr(args, "config", None) is not None:
-        data = read_json(args.config)
-        if not isinstance(data, dict):
+        settings = read_json(args.config)
+        if not isinstance(settings, dict):
             raise ValueError(f"{args.config}: expected a JSON object of settings.")
+        data.update(settings)
     for f in dataclasses.fields(config_class):
         value = getattr(args, f.name, None)
         if value is not None:

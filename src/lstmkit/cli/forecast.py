@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -14,9 +13,9 @@ from ..config import json_safe, write_json
 from ..data.datasets import seattle_weather
 from ..data.series import FILL_POLICIES
 from ..data.tables import read_table
-from ..errors import DataError
 from ..tasks.forecast import ForecastConfig, Forecaster
 from ._flags import add_config_flags, config_from_args
+from ._runs import add_run_flags, out_dir, write_run
 
 DEMO_COLUMNS = dict(time="date", target="temp_max",
                     covariates=("temp_min", "precipitation", "wind", "weather"))
@@ -30,14 +29,6 @@ def _split(text: str | None) -> tuple[str, ...]:
 def _columns(args) -> dict:
     return dict(time=args.time, target=args.target, covariates=_split(args.covariates),
                 series_id=args.series_id, static=_split(args.static), fill_na=args.fill_na)
-
-
-def _out_dir(args, prefix: str) -> Path:
-    out = args.out or Path("runs") / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if (out / "config.json").exists() and not args.overwrite:
-        raise DataError(f"{out}: already holds a trained model; choose another --out or pass "
-                        "--overwrite to replace it.")
-    return out
 
 
 def _print_metrics(metrics: dict, part: str = "test") -> None:
@@ -54,28 +45,12 @@ def _print_metrics(metrics: dict, part: str = "test") -> None:
 
 def _train(args, data, columns: dict, test_start, out: Path,
            prepare=None) -> Forecaster:
-    """Train into a hidden folder beside ``out`` and move it into place only when the run is
-    complete, so that a failure or Ctrl-C never leaves half a run or destroys an old one."""
-    partial = out.parent / f".{out.name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
-        if prepare is not None:
-            data = prepare(partial)
-        forecaster = _fit_and_report(args, data, columns, test_start, partial)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    if out.exists():
-        old = out.parent / f".{out.name}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-        partial.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        partial.rename(out)
-    print(f"\nrun folder: {out}")
-    return forecaster
+    """Train into the run folder ``out``, written whole or not at all."""
+    def build(folder: Path) -> Forecaster:
+        table = prepare(folder) if prepare is not None else data
+        return _fit_and_report(args, table, columns, test_start, folder)
+
+    return write_run(out, build)
 
 
 def _fit_and_report(args, data, columns: dict, test_start, folder: Path) -> Forecaster:
@@ -105,7 +80,7 @@ def _fit_and_report(args, data, columns: dict, test_start, folder: Path) -> Fore
 
 def run_train(args) -> int:
     columns = _columns(args)
-    out = _out_dir(args, "forecast")
+    out = out_dir(args, "forecast")
     table, _ = read_table(args.data)  # read once; the table keeps the file's name for messages
     test_start = args.test_start or Forecaster.default_test_start(table, args.time)
     _train(args, table, columns, test_start, out)
@@ -113,7 +88,7 @@ def run_train(args) -> int:
 
 
 def run_demo(args) -> int:
-    out = _out_dir(args, "forecast-demo")
+    out = out_dir(args, "forecast-demo")
     print("Seattle daily weather 2012-2015 (vega_datasets): next-day temp_max from the past "
           "7 days of temp_max, temp_min, precipitation, wind and weather; test year 2015.\n")
 
@@ -176,12 +151,6 @@ def _data_flags(parser, required: bool = True) -> None:
                                                                  "way instead of stopping")
 
 
-def _run_flags(parser) -> None:
-    parser.add_argument("--out", type=Path, help="run folder (default runs/<name>-<time>)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a run in --out")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
 def add_parser(commands) -> None:
     forecast = commands.add_parser("forecast", help="time-series forecasting",
                                    description=__doc__)
@@ -190,12 +159,12 @@ def add_parser(commands) -> None:
     _data_flags(train)
     train.add_argument("--test-start", help="first time of the test part (default: the last "
                                             "20%% of the time span)")
-    _run_flags(train)
+    add_run_flags(train)
     add_config_flags(train, ForecastConfig)
     train.set_defaults(run=run_train)
 
     demo = verbs.add_parser("demo", help="train on the bundled Seattle weather (2015 as test)")
-    _run_flags(demo)
+    add_run_flags(demo)
     add_config_flags(demo, ForecastConfig)
     demo.set_defaults(run=run_demo)
 

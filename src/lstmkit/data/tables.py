@@ -3,12 +3,13 @@ column and the rows, never a pandas traceback."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
+from ..errors import DataError, DataWarning
 
 __all__ = ["describe_rows", "numeric_column", "read_table", "require_columns"]
 
@@ -23,12 +24,15 @@ def describe_rows(rows: np.ndarray, limit: int = 5) -> str:
 SOURCE = "lstmkit_source"  # DataFrame.attrs key: the file a table was read from
 
 
-def read_table(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str]:
+def read_table(source: str | Path | pd.DataFrame,
+               fallback_encoding: str | None = None) -> tuple[pd.DataFrame, str]:
     """The table and a label for messages (the file's path, or 'DataFrame').
 
     A table read from a file carries its path in ``table.attrs``, so that passing the
     DataFrame on (rather than reading the file again) keeps the file's name in messages.
-    Rows are numbered from 1 in messages (the first row under the header).
+    Rows are numbered from 1 in messages (the first row under the header). A CSV that is not
+    valid UTF-8 is an error, or, with ``fallback_encoding`` (e.g. "latin-1"), read in that
+    encoding with a :class:`DataWarning` saying so.
     """
     if isinstance(source, pd.DataFrame):
         label = source.attrs.get(SOURCE, "DataFrame")
@@ -45,8 +49,7 @@ def read_table(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str]:
         if path.suffix.lower() in (".parquet", ".pq"):
             table = pd.read_parquet(path)
         else:
-            table = pd.read_csv(path, sep=None if path.suffix.lower() == ".tsv" else ",",
-                                engine="python" if path.suffix.lower() == ".tsv" else "c")
+            table = _read_csv(path, label, fallback_encoding)
     except ImportError as error:
         raise DataError(f"{label}: reading Parquet needs pyarrow: pip install "
                         "'lstmkit[parquet]'.") from error
@@ -57,6 +60,35 @@ def read_table(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str]:
         raise DataError(f"{label}: the file has a header but no data rows.")
     table.attrs[SOURCE] = label
     return table, label
+
+
+def _read_csv(path: Path, label: str, fallback_encoding: str | None,
+              encoding: str = "utf-8") -> pd.DataFrame:
+    tsv = path.suffix.lower() == ".tsv"
+    options = dict(sep="\t" if tsv else ",")
+    try:
+        try:
+            return pd.read_csv(path, encoding=encoding, **options)
+        except pd.errors.ParserError:
+            # pandas' C parser fails on a carriage return inside a quoted field (valid CSV;
+            # texts copied from the web hold them): read lines split at \n only, and drop
+            # the \r that ends each line of a CRLF file.
+            table = pd.read_csv(path, encoding=encoding, lineterminator="\n", **options)
+            last = table.columns[-1]
+            if isinstance(last, str) and last.endswith("\r"):
+                table = table.rename(columns={last: last[:-1]})
+                column = table[last[:-1]]
+                if column.dtype == object or pd.api.types.is_string_dtype(column):
+                    table[last[:-1]] = column.str.removesuffix("\r")
+            return table
+    except UnicodeDecodeError as error:
+        if fallback_encoding is None:
+            raise DataError(f"{label}: not valid UTF-8 (byte {error.start}: "
+                            f"{error.object[error.start:error.start + 1]!r}); re-save it as "
+                            "UTF-8.") from error
+        warnings.warn(f"{label}: not valid UTF-8 (byte {error.start}); read as "
+                      f"{fallback_encoding}.", DataWarning, stacklevel=3)
+        return _read_csv(path, label, None, fallback_encoding)
 
 
 def require_columns(table: pd.DataFrame, columns: list[str], label: str, role: str) -> None:

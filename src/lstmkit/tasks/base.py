@@ -25,6 +25,19 @@ from ..train.checkpoint import CONFIG_FILE, PREPROCESSING_FILE, WEIGHTS_FILE, lo
 __all__ = ["Task"]
 
 
+class _FileReader:
+    """``files[name]``: the bytes of a file in a run folder, or CheckpointError naming it."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def __getitem__(self, name: str) -> bytes:
+        path = self.directory / Path(name).name  # a bare name: never outside the run folder
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing; the run folder is incomplete.")
+        return path.read_bytes()
+
+
 class Task(abc.ABC):
     """Base of every application; subclasses set ``config_class`` and ``task_name``."""
 
@@ -76,7 +89,7 @@ class Task(abc.ABC):
         preprocessing = {"format_version": FORMAT_VERSION, "task": self.task_name,
                          **self._preprocessing_state()}
         save_run(Path(directory), config_to_dict(self.config), self.model.state_dict(),
-                 preprocessing)
+                 preprocessing, self._extra_files())
         return Path(directory)
 
     @classmethod
@@ -98,7 +111,9 @@ class Task(abc.ABC):
         config = config_from_dict(cls.config_class, config_data, str(directory / CONFIG_FILE))
         task = cls(config)
         try:
-            task._restore(preprocessing)
+            task._restore(preprocessing, _FileReader(directory))
+        except CheckpointError:
+            raise
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise CheckpointError(f"{where}: unreadable preprocessing ({error!r}); the file is "
                                   "corrupt or from another version.") from error
@@ -112,8 +127,13 @@ class Task(abc.ABC):
         return task
 
     @abc.abstractmethod
-    def _restore(self, preprocessing: dict) -> None:
-        """Set the fitted preprocessing from its saved form."""
+    def _restore(self, preprocessing: dict, files: _FileReader) -> None:
+        """Set the fitted preprocessing from its saved form (and the files written by
+        :meth:`_extra_files`, read through ``files[name]``)."""
+
+    def _extra_files(self) -> dict[str, bytes]:
+        """Data files the fitted preprocessing needs beside preprocessing.json (none here)."""
+        return {}
 
     @staticmethod
     def _device() -> torch.device:

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..config import check_settings
 from ..data.batch import SequenceBatch, WindowDataset
 from ..data.features import CALENDAR_FEATURES, SeriesFeatures
 from ..data.series import FILL_POLICIES, Series, SeriesColumns, load_series
@@ -86,19 +87,12 @@ class ForecastConfig:
     seed: int = field(default=0, metadata=_help("random seed (member k uses seed + k)"))
 
     def __post_init__(self) -> None:
-        for name in ("lookback", "horizon", "hidden_size", "num_layers", "batch_size",
-                     "max_epochs", "ensemble_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be at least 1.")
-        for name, allowed in (("cell", ("lstm", "gru")), ("loss", LOSSES),
-                              ("optimizer", ("adam", "adamw", "sgd")),
-                              ("lr_schedule", ("none", "plateau", "cosine"))):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r}: choose one of "
-                                 f"{', '.join(allowed)}.")
-        for name in ("dropout", "recurrent_dropout"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1).")
+        check_settings(self, ("lookback", "horizon", "hidden_size", "num_layers", "batch_size",
+                              "max_epochs", "ensemble_size"),
+                       {"cell": ("lstm", "gru"), "loss": LOSSES,
+                        "optimizer": ("adam", "adamw", "sgd"),
+                        "lr_schedule": ("none", "plateau", "cosine")},
+                       ("dropout", "recurrent_dropout"))
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction={self.validation_fraction} must be in (0, 1).")
         if self.loss == "quantile" and (0.5 not in self.quantiles or
@@ -586,7 +580,7 @@ class Forecaster(Task):
     _PREPROCESSING_KEYS = frozenset({"columns", "freq", "fill_na", "features", "feature_names",
                                      "members", "fit"})
 
-    def _restore(self, preprocessing: dict) -> None:
+    def _restore(self, preprocessing: dict, files=None) -> None:
         unknown = set(preprocessing) - self._PREPROCESSING_KEYS
         if unknown:
             raise ValueError(f"unknown preprocessing key(s) {', '.join(sorted(unknown))}")

@@ -24,10 +24,15 @@ PREPROCESSING_FILE = "preprocessing.json"
 
 
 def save_run(directory: Path, config: dict, weights: dict[str, torch.Tensor],
-             preprocessing: dict) -> None:
-    """Write config.json, model.safetensors and preprocessing.json into ``directory``."""
+             preprocessing: dict, extra_files: dict[str, bytes] | None = None) -> None:
+    """Write config.json, model.safetensors and preprocessing.json into ``directory``, and
+    the data files a fitted preprocessing needs beside them (e.g. a sentencepiece model)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    for name, data in (extra_files or {}).items():
+        tmp = directory / f".{name}.tmp"
+        tmp.write_bytes(data)
+        tmp.replace(directory / name)
     tensors = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
     tmp = directory / f".{WEIGHTS_FILE}.tmp"
     save_file(tensors, str(tmp), metadata={"format": "pt"})

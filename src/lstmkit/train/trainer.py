@@ -89,6 +89,11 @@ class LocalRuntime:
         return model, optimizer
 
     def loader(self, dataset: Dataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+        """Batches of ``dataset``; one that has ``batch_sampler(batch_size, seed)`` (e.g.
+        length buckets) chooses its own batches."""
+        make = getattr(dataset, "batch_sampler", None)
+        if shuffle and make is not None:
+            return DataLoader(dataset, batch_sampler=make(batch_size, seed), collate_fn=_identity)
         generator = torch.Generator().manual_seed(seed)
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
                           collate_fn=_identity)

@@ -1,0 +1,54 @@
+"""Run folders on the command line: where a run goes, and writing it whole or not at all."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from ..errors import DataError
+
+__all__ = ["add_run_flags", "out_dir", "write_run"]
+
+T = TypeVar("T")
+
+
+def add_run_flags(parser) -> None:
+    parser.add_argument("--out", type=Path, help="run folder (default runs/<name>-<time>)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a run in --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def out_dir(args, prefix: str) -> Path:
+    """--out, or runs/<prefix>-<time>; refuses to replace a run without --overwrite."""
+    out = args.out or Path("runs") / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if (out / "config.json").exists() and not args.overwrite:
+        raise DataError(f"{out}: already holds a trained model; choose another --out or pass "
+                        "--overwrite to replace it.")
+    return out
+
+
+def write_run(out: Path, build: Callable[[Path], T]) -> T:
+    """Call ``build(folder)`` on a hidden folder beside ``out`` and move it into place only
+    when it returns, so that a failure or Ctrl-C never leaves half a run or destroys an old
+    one. Returns what ``build`` returned."""
+    partial = out.parent / f".{out.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        result = build(partial)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if out.exists():
+        old = out.parent / f".{out.name}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        partial.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        partial.rename(out)
+    print(f"\nrun folder: {out}")
+    return result
