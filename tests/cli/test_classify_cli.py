@@ -167,3 +167,56 @@ def test_activity_demo_runs_on_basic_motions(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["model"]["count"] == 40
     assert metrics["test"]["1nn_dtw"]["accuracy"] == pytest.approx(0.975)
+
+
+def test_out_that_is_not_a_run_folder_is_never_replaced(texts_csv, tmp_path, capsys):
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("precious")
+    for extra in ([], ["--overwrite"]):
+        assert main(["sentiment", "train", "--data", str(texts_csv / "train.csv"),
+                     "--text-col", "tweet", "--label-col", "mood", "--out", str(keep),
+                     *FAST_TEXT, *extra]) == 2
+        assert "exists and is not a run folder" in capsys.readouterr().err
+    assert (keep / "notes.txt").read_text() == "precious"
+
+
+def test_activity_on_an_unnamed_npz_round_trips(tmp_path, capsys):
+    X, y = make_sequences(40, 0)
+    T = max(len(x) for x in X)
+    padded = np.zeros((40, T, 2), dtype=np.float32)
+    for i, x in enumerate(X):
+        padded[i, :len(x)] = x
+    np.savez(tmp_path / "d.npz", X=padded, y=np.array(y), lengths=np.array([len(x) for x in X]))
+    out = tmp_path / "run"
+    assert main(["activity", "train", "--data", str(tmp_path / "d.npz"), "--out", str(out),
+                 *FAST_SENSORS, "--max-epochs", "2"]) == 0
+    assert main(["activity", "evaluate", str(out), "--data", str(out / "test.npz")]) == 0
+    assert "1nn_dtw" in capsys.readouterr().out
+
+
+def test_unseen_test_labels_stop_before_training(texts_csv, tmp_path, capsys):
+    test = pd.read_csv(texts_csv / "test.csv")
+    test.loc[0, "mood"] = "furious"
+    test.to_csv(tmp_path / "test.csv", index=False)
+    out = tmp_path / "run"
+    assert main(["sentiment", "train", "--data", str(texts_csv / "train.csv"), "--test-data",
+                 str(tmp_path / "test.csv"), "--text-col", "tweet", "--label-col", "mood",
+                 "--out", str(out), *FAST_TEXT]) == 2
+    assert "'furious' never occur in the training data" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_failed_evaluation_keeps_the_trained_run(texts_csv, tmp_path, capsys, monkeypatch):
+    from lstmkit.tasks.classify import SequenceClassifier
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(SequenceClassifier, "report", broken)
+    out = tmp_path / "run"
+    assert main(["sentiment", "train", "--data", str(texts_csv / "train.csv"), "--text-col",
+                 "tweet", "--label-col", "mood", "--out", str(out), *FAST_TEXT,
+                 "--max-epochs", "1"]) == 2
+    assert "trained and saved in" in capsys.readouterr().err
+    assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()

@@ -150,3 +150,32 @@ def test_carriage_returns_inside_quoted_texts_are_read(tmp_path, newline):
     data = read_texts(path)
     assert data.texts[-1] == "glad it's over\r http://t.co/x #a" and len(data.texts) == 6
     assert data.labels == ["pos"] * 5 + ["neg"]
+
+
+def test_dedup_compares_texts_as_the_models_read_them():
+    texts = [t for i in range(20) for t in (f"Great flight {i} @bob http://a.b",
+                                             f"great  FLIGHT {i} @alice http://c.d")]
+    labels = ["p" if i % 4 < 2 else "n" for i in range(40)]
+    train, val, test = dedup_split(texts, labels, fractions=(0.5, 0.25, 0.25), seed=0)
+    assert len(train) + len(val) + len(test) == 20  # the two spellings are one text
+    with pytest.raises(DataError, match="2 distinct texts are too few"):
+        dedup_split(["a", "A", "b"], ["p", "p", "n"], seed=0)
+
+
+def test_na_like_texts_and_labels_are_text(tmp_path):
+    path = _csv(tmp_path, pd.DataFrame({"text": ["NA", "null"], "label": ["None", "N/A"]}))
+    data = read_texts(path)
+    assert data.texts == ["NA", "null"] and data.labels == ["None", "N/A"]
+
+
+def test_npz_lengths_must_be_integers(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.zeros((2, 3, 1)), y=np.array(["a", "b"]), lengths=np.array(["3", "2"]))
+    with pytest.raises(DataError, match="'lengths' must be"):
+        read_sequences(path)
+
+
+def test_an_unneeded_label_column_is_neither_read_nor_a_channel(tmp_path):
+    frame = _long([["s1", 1, 1.0, 2.0, None], ["s1", 2, 3.0, 4.0, None]])
+    data = read_sequences(_csv(tmp_path, frame), "id", "t", need_labels=False)
+    assert data.labels is None and data.channels == ("a", "b")

@@ -185,3 +185,44 @@ def test_config_errors_name_the_setting():
         ClassifyConfig(pooling="sum")
     with pytest.raises(ValueError, match="conv_kernel odd"):
         ClassifyConfig(conv_kernel=4)
+
+
+def test_a_corrupt_sentencepiece_model_is_a_checkpoint_error(tmp_path):
+    texts, labels = make_texts(90, 0)
+    clf = SequenceClassifier(**{**TEXT, "max_epochs": 1}, tokenizer="sentencepiece",
+                             vocab_size=40).fit(texts, labels, quiet=True)
+    clf.save(tmp_path / "run")
+    (tmp_path / "run" / "sentencepiece.model").write_bytes(b"not a model")
+    with pytest.raises(CheckpointError, match="preprocessing.json"):
+        SequenceClassifier.load(tmp_path / "run")
+
+
+def test_a_class_with_one_row_stays_in_training():
+    texts, labels = make_texts(60, 0)
+    texts.append("a rare complaint")
+    labels.append("rare")
+    clf = SequenceClassifier(**{**TEXT, "max_epochs": 1}).fit(texts, labels, quiet=True)
+    assert "rare" in clf.classes
+
+
+def test_long_sequences_are_cut_with_a_warning():
+    X, y = make_sequences(20, 0)
+    from lstmkit.errors import DataWarning
+
+    with pytest.warns(DataWarning, match="longer than max_length=10"):
+        SequenceClassifier(**{**SENSORS, "max_epochs": 1}, max_length=10).fit(X, y, quiet=True)
+
+
+def test_refit_trains_on_validation_too_and_calibrates_on_the_early_stopped_net(monkeypatch):
+    X, y = make_sequences(30, 0)
+    seen = []
+    original = SequenceClassifier._calibrate
+
+    def spy(self, val_enc, val_items, y_val):
+        seen.append(self.model.net)
+        return original(self, val_enc, val_items, y_val)
+
+    monkeypatch.setattr(SequenceClassifier, "_calibrate", spy)
+    clf = SequenceClassifier(**{**SENSORS, "max_epochs": 3}, refit=True).fit(X, y, quiet=True)
+    assert seen and seen[0] is not clf.model.net  # calibrated on the early-stopped net
+    assert [r["phase"] for r in clf.history].count("refit") == clf.fit_info["best_epoch"] + 1

@@ -22,11 +22,16 @@ def add_run_flags(parser) -> None:
 
 
 def out_dir(args, prefix: str) -> Path:
-    """--out, or runs/<prefix>-<time>; refuses to replace a run without --overwrite."""
+    """--out, or runs/<prefix>-<time>. Refuses to replace a run without --overwrite, and any
+    other existing folder or file at all (it is not ours to delete)."""
     out = args.out or Path("runs") / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if (out / "config.json").exists() and not args.overwrite:
-        raise DataError(f"{out}: already holds a trained model; choose another --out or pass "
-                        "--overwrite to replace it.")
+    if (out / "config.json").exists():
+        if not args.overwrite:
+            raise DataError(f"{out}: already holds a trained model; choose another --out or "
+                            "pass --overwrite to replace it.")
+    elif out.is_file() or (out.is_dir() and any(out.iterdir())):
+        raise DataError(f"{out}: exists and is not a run folder; choose a new --out (a run "
+                        "is written to a folder of its own).")
     return out
 
 

@@ -21,6 +21,7 @@ from ..config import json_safe
 from ..data.labelled import (
     LabelledSequences,
     LabelledTexts,
+    dedup_keys,
     dedup_split,
     read_sequences,
     read_texts,
@@ -74,7 +75,13 @@ def _describe(clf: SequenceClassifier, seconds: float) -> None:
 
 
 def _fit_and_report(args, folder: Path, train, test, val=None, defaults=None,
-                    ids: list[str] | None = None) -> SequenceClassifier:
+                    ids: list[str] | None = None) -> BaseException | None:
+    """Train, save, then evaluate on ``test``. Returns the error that stopped the evaluation
+    (the run is kept: the model is saved), or None."""
+    unseen = sorted(set(test.labels) - set(train.labels))
+    if unseen:  # checked before training, which would otherwise be lost
+        raise DataError(f"{test.source}: label(s) {', '.join(map(repr, unseen))} never occur "
+                        f"in the training data {train.source}.")
     config = config_from_args(ClassifyConfig, args, defaults)
     clf = SequenceClassifier(config)
     start = time.perf_counter()
@@ -84,10 +91,24 @@ def _fit_and_report(args, folder: Path, train, test, val=None, defaults=None,
         clf.fit(train, X_val=val, quiet=args.quiet)
     seconds = time.perf_counter() - start
     clf.save(folder)
-    metrics = clf.report(folder, test, ids=ids)
     _describe(clf, seconds)
+    try:
+        metrics = clf.report(folder, test, ids=ids)
+    except (Exception, KeyboardInterrupt) as error:  # the model is saved: keep the run, say why
+        return error
     _print_metrics(metrics)
-    return clf
+    return None
+
+
+def _train_run(out: Path, build) -> None:
+    """write_run, then say so if the evaluation failed after the model was saved."""
+    error = write_run(out, build)
+    if isinstance(error, KeyboardInterrupt):
+        raise DataError(f"interrupted while evaluating; the trained model is saved in {out} "
+                        "(evaluate it with 'evaluate').")
+    if error is not None:
+        raise DataError(f"the model is trained and saved in {out}, but evaluating it on the "
+                        f"test data failed: {error}") from error
 
 
 # ---- sentiment -------------------------------------------------------------------------------
@@ -106,8 +127,8 @@ def _sentiment_parts(data: LabelledTexts, test: LabelledTexts | None, seed: int)
               f"{len(test_rows)} test (stratified, --split-seed {seed})")
         return (_texts_subset(data, train_rows), _texts_subset(data, val_rows),
                 _texts_subset(data, test_rows))
-    seen = {" ".join(t.split()) for t in test.texts}
-    keys = [" ".join(t.split()) for t in data.texts]
+    seen = set(dedup_keys(test.texts))
+    keys = dedup_keys(data.texts)
     first = {}
     for i, k in enumerate(keys):
         first.setdefault(k, i)
@@ -139,7 +160,7 @@ def run_sentiment_train(args) -> int:
             _write_texts(folder / "test.csv", test)
         return _fit_and_report(args, folder, train, test, val)
 
-    write_run(out, build)
+    _train_run(out, build)
     if args.test_data is None:
         print(f"try: lstmkit sentiment evaluate {out} --data {out / 'test.csv'} "
               "--text-col text --label-col label")
@@ -160,7 +181,7 @@ def run_sentiment_demo(args) -> int:
         _write_texts(folder / "test.csv", test)
         return _fit_and_report(args, folder, train, test, val)
 
-    write_run(out, build)
+    _train_run(out, build)
     print(f"try: lstmkit sentiment predict {out} \"what a lovely flight, thank you\"")
     return 0
 
@@ -247,7 +268,7 @@ def run_activity_train(args) -> int:
         return _fit_and_report(args, folder, train, test, defaults=ACTIVITY_DEFAULTS,
                                ids=test.ids)
 
-    write_run(out, build)
+    _train_run(out, build)
     if not args.test_data:
         print(f"try: lstmkit activity evaluate {out} --data {out / 'test.npz'}")
     return 0
@@ -255,12 +276,13 @@ def run_activity_train(args) -> int:
 
 def _write_npz(path: Path, data: LabelledSequences) -> None:
     T = max(len(s) for s in data.sequences)
-    X = np.zeros((len(data.sequences), T, len(data.channels)), dtype=np.float32)
+    X = np.zeros((len(data.sequences), T, data.sequences[0].shape[1]), dtype=np.float32)
     for i, s in enumerate(data.sequences):
         X[i, :len(s)] = s
-    np.savez(path, X=X, y=np.asarray(data.labels), channels=np.asarray(data.channels),
-             lengths=np.asarray([len(s) for s in data.sequences]),
-             ids=np.asarray(data.ids))
+    named = {"channels": np.asarray(data.channels)} if data.channels else {}
+    np.savez(path, X=X, y=np.asarray(data.labels),
+             lengths=np.asarray([len(s) for s in data.sequences]), ids=np.asarray(data.ids),
+             **named)
 
 
 def run_activity_demo(args) -> int:
@@ -281,7 +303,7 @@ def run_activity_demo(args) -> int:
         return _fit_and_report(args, folder, parts["train"], parts["test"],
                                defaults=ACTIVITY_DEFAULTS, ids=parts["test"].ids)
 
-    write_run(out, build)
+    _train_run(out, build)
     print(f"try: lstmkit activity evaluate {out} --data {out / 'test.npz'}")
     return 0
 

@@ -15,7 +15,8 @@ import pandas as pd
 from ..errors import DataError, DataWarning
 from .tables import describe_rows, numeric_column, read_table, require_columns
 
-__all__ = ["LabelledSequences", "LabelledTexts", "dedup_split", "read_sequences", "read_texts"]
+__all__ = ["LabelledSequences", "LabelledTexts", "dedup_keys", "dedup_split", "read_sequences",
+           "read_texts"]
 
 
 @dataclass
@@ -59,7 +60,7 @@ def read_texts(source, text_col: str = "text", label_col: str | None = "label",
     """
     if not isinstance(source, pd.DataFrame) and Path(source).is_dir():
         return _read_text_folder(Path(source), fallback_encoding)
-    table, label = read_table(source, fallback_encoding)
+    table, label = read_table(source, fallback_encoding, text=True)
     require_columns(table, [text_col] + ([label_col] if label_col else []), label,
                     "text" if label_col is None else "text or label")
     raw = table[text_col]
@@ -121,12 +122,15 @@ def read_sequences(source, id_col: str | None = None, time_col: str | None = Non
     if id_col is None or time_col is None:
         raise DataError(f"{source}: a long-format table needs --id-col and --time-col.")
     table, label = read_table(source)
-    label_col = label_col if need_labels or (label_col and label_col in table.columns) else None
+    ignored = None  # a label column present but not needed (predict): neither read nor a channel
+    if not need_labels:
+        ignored = label_col if label_col in table.columns else None
+        label_col = None
     needed = [id_col, time_col] + ([label_col] if label_col else []) + list(channels)
     require_columns(table, needed, label, "id, time, label or channel")
     named = bool(channels)
     if not channels:  # every other column: a stray text column is an error, never dropped
-        skip = {id_col, time_col, label_col}
+        skip = {id_col, time_col, label_col, ignored}
         channels = tuple(str(c) for c in table.columns if c not in skip)
         if not channels:
             raise DataError(f"{label}: no channel columns besides {id_col!r}, {time_col!r} "
@@ -184,8 +188,9 @@ def _read_npz(path: Path, need_labels: bool) -> LabelledSequences:
         raise DataError(f"{label}: 'X' holds {X.dtype}, not numbers.")
     N, T, C = X.shape
     lengths = arrays.get("lengths", np.full(N, T))
-    if lengths.shape != (N,) or (lengths < 1).any() or (lengths > T).any():
-        raise DataError(f"{label}: 'lengths' must be (N,) = ({N},) with values in 1..{T}.")
+    if lengths.shape != (N,) or not np.issubdtype(lengths.dtype, np.integer) or \
+            (lengths < 1).any() or (lengths > T).any():
+        raise DataError(f"{label}: 'lengths' must be (N,) = ({N},) integers in 1..{T}.")
     sequences = [X[i, :int(n)].astype(np.float32) for i, n in enumerate(lengths)]
     for i, s in enumerate(sequences):
         if not np.isfinite(s).all():
@@ -210,15 +215,28 @@ def _read_npz(path: Path, need_labels: bool) -> LabelledSequences:
     return LabelledSequences(sequences, labels, ids, channels, label)
 
 
+def dedup_keys(texts: list[str]) -> list[str]:
+    """What makes two texts the same input: the normalised text (case, URLs, @mentions and
+    whitespace do not count), as every tokenizer and the n-gram baseline read it."""
+    from .text import normalize
+
+    return [normalize(t) for t in texts]
+
+
 def dedup_split(texts: list[str], labels: list[str], fractions=(0.8, 0.1, 0.1),
                 seed: int = 0) -> tuple[list[int], list[int], list[int]]:
     """Row indices of train / validation / test: one row per distinct text (the first, so a
-    text with conflicting labels keeps its first), then a stratified, seeded split, so that
-    no text sits on two sides."""
+    text with conflicting labels keeps its first; texts are compared normalised, see
+    :func:`dedup_keys`), then a stratified, seeded split, so that no text sits on two
+    sides."""
     from sklearn.model_selection import train_test_split
 
-    keys = pd.Series([" ".join(t.split()) for t in texts])
+    keys = pd.Series(dedup_keys(texts))
     keep = np.flatnonzero(~keys.duplicated().to_numpy())
+    if len(keep) * min(fractions[1], fractions[2]) < 1:
+        raise DataError(f"{len(keep)} distinct texts are too few to split "
+                        f"{'/'.join(str(round(100 * f)) for f in fractions)}; give more data "
+                        "or a test file of its own.")
     y = np.asarray(labels)[keep]
     train_val, test = train_test_split(keep, test_size=fractions[2], random_state=seed,
                                        stratify=_stratify(y))

@@ -24,15 +24,16 @@ def describe_rows(rows: np.ndarray, limit: int = 5) -> str:
 SOURCE = "lstmkit_source"  # DataFrame.attrs key: the file a table was read from
 
 
-def read_table(source: str | Path | pd.DataFrame,
-               fallback_encoding: str | None = None) -> tuple[pd.DataFrame, str]:
+def read_table(source: str | Path | pd.DataFrame, fallback_encoding: str | None = None,
+               text: bool = False) -> tuple[pd.DataFrame, str]:
     """The table and a label for messages (the file's path, or 'DataFrame').
 
     A table read from a file carries its path in ``table.attrs``, so that passing the
     DataFrame on (rather than reading the file again) keeps the file's name in messages.
     Rows are numbered from 1 in messages (the first row under the header). A CSV that is not
     valid UTF-8 is an error, or, with ``fallback_encoding`` (e.g. "latin-1"), read in that
-    encoding with a :class:`DataWarning` saying so.
+    encoding with a :class:`DataWarning` saying so. ``text=True`` reads cells such as "NA"
+    or "null" as the text they are; only empty cells are missing.
     """
     if isinstance(source, pd.DataFrame):
         label = source.attrs.get(SOURCE, "DataFrame")
@@ -49,7 +50,10 @@ def read_table(source: str | Path | pd.DataFrame,
         if path.suffix.lower() in (".parquet", ".pq"):
             table = pd.read_parquet(path)
         else:
-            table = _read_csv(path, label, fallback_encoding)
+            table = _read_csv(path, label, fallback_encoding,
+                              na=dict(keep_default_na=False, na_values=[""]) if text else {})
+    except DataError:
+        raise
     except ImportError as error:
         raise DataError(f"{label}: reading Parquet needs pyarrow: pip install "
                         "'lstmkit[parquet]'.") from error
@@ -62,10 +66,10 @@ def read_table(source: str | Path | pd.DataFrame,
     return table, label
 
 
-def _read_csv(path: Path, label: str, fallback_encoding: str | None,
-              encoding: str = "utf-8") -> pd.DataFrame:
+def _read_csv(path: Path, label: str, fallback_encoding: str | None, encoding: str = "utf-8",
+              na: dict | None = None) -> pd.DataFrame:
     tsv = path.suffix.lower() == ".tsv"
-    options = dict(sep="\t" if tsv else ",")
+    options = dict(sep="\t" if tsv else ",", **(na or {}))
     try:
         try:
             return pd.read_csv(path, encoding=encoding, **options)
@@ -88,7 +92,7 @@ def _read_csv(path: Path, label: str, fallback_encoding: str | None,
                             "UTF-8.") from error
         warnings.warn(f"{label}: not valid UTF-8 (byte {error.start}); read as "
                       f"{fallback_encoding}.", DataWarning, stacklevel=3)
-        return _read_csv(path, label, None, fallback_encoding)
+        return _read_csv(path, label, None, fallback_encoding, na)
 
 
 def require_columns(table: pd.DataFrame, columns: list[str], label: str, role: str) -> None:

@@ -114,7 +114,7 @@ class Task(abc.ABC):
             task._restore(preprocessing, _FileReader(directory))
         except CheckpointError:
             raise
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as error:
             raise CheckpointError(f"{where}: unreadable preprocessing ({error!r}); the file is "
                                   "corrupt or from another version.") from error
         try:

@@ -43,7 +43,7 @@ from ..config import check_settings
 from ..data.batch import BucketBatchSampler
 from ..data.labelled import LabelledSequences, LabelledTexts
 from ..data.text import TOKENIZERS, Vocab, make_tokenizer, tokenizer_from_dict
-from ..errors import DataError
+from ..errors import DataError, DataWarning
 from ..nn import GRU, LSTM
 from ..train.trainer import Trainer, TrainSettings, seed_everything
 from .base import Task
@@ -318,35 +318,48 @@ class SequenceClassifier(Task):
                             f"model knows {', '.join(map(repr, self.classes))}.")
         return labels
 
-    def _encode(self, kind: str, items: list, source: str) -> list[np.ndarray]:
-        """Token ids (text) or scaled float32 (T, C) arrays, cut to max_length."""
+    def _encode(self, kind: str, items: list, source: str, names: list[str] | None = None,
+                warn: bool = False) -> list[np.ndarray]:
+        """Token ids (text) or scaled float32 (T, C) arrays, cut to max_length (with a
+        DataWarning when ``warn``). Messages name a sequence by ``names`` (ids) or position."""
         if kind != self.kind:
             raise DataError(f"{source}: this model reads {self.kind}, not {kind}.")
+
+        def name(row: int) -> str:
+            return f"sequence {names[row]!r}" if names else f"sequence {row + 1}"
+
         L = self.config.max_length
+        out, cut = [], 0
         if kind == "text":
-            out = []
             for row, text in enumerate(items):
                 if not str(text).strip():
                     raise DataError(f"{source}: text in row {row + 1} is empty or only "
                                     "whitespace.")
-                ids = self.vocab.encode(self.tokenizer.tokenize(text)[:L])
+                tokens = self.tokenizer.tokenize(text)
+                cut += len(tokens) > L
+                ids = self.vocab.encode(tokens[:L])
                 out.append(np.asarray(ids or [1], dtype=np.int64))  # no token: one <unk>
-            return out
-        mean, std = (np.asarray(v, dtype=np.float32) for v in self.scale)
-        out = []
-        need = self.config.conv_kernel if self.config.conv_channels else 1
-        for row, seq in enumerate(items):
-            seq = np.asarray(seq, dtype=np.float32)
-            if seq.ndim != 2 or seq.shape[1] != len(self.channels):
-                raise DataError(f"{source}: sequence {row + 1} has shape {seq.shape}; the model "
-                                f"reads (T, {len(self.channels)}) with channels "
-                                f"{', '.join(self.channels)}.")
-            if len(seq) < need:
-                raise DataError(f"{source}: sequence {row + 1} has {len(seq)} steps; the model "
-                                f"needs at least {need} (its conv_kernel).")
-            if not np.isfinite(seq).all():
-                raise DataError(f"{source}: sequence {row + 1} holds NaN or inf.")
-            out.append((seq[:L] - mean) / std)
+        else:
+            mean, std = (np.asarray(v, dtype=np.float32) for v in self.scale)
+            need = self.config.conv_kernel if self.config.conv_channels else 1
+            for row, seq in enumerate(items):
+                seq = np.asarray(seq, dtype=np.float32)
+                if seq.ndim != 2 or seq.shape[1] != len(self.channels):
+                    raise DataError(f"{source}: {name(row)} has shape {seq.shape}; the model "
+                                    f"reads (T, {len(self.channels)}) with channels "
+                                    f"{', '.join(self.channels)}.")
+                if len(seq) < need:
+                    raise DataError(f"{source}: {name(row)} has {len(seq)} steps; the model "
+                                    f"needs at least {need} (its conv_kernel).")
+                if not np.isfinite(seq).all():
+                    raise DataError(f"{source}: {name(row)} holds NaN or inf.")
+                cut += len(seq) > L
+                out.append((seq[:L] - mean) / std)
+        if cut and warn:
+            unit = "tokens" if kind == "text" else "steps"
+            warnings.warn(f"{source}: {cut} sequence(s) longer than max_length={L} are read up "
+                          f"to their first {L} {unit}; raise max_length to read them whole.",
+                          DataWarning, stacklevel=3)
         return out
 
     # ---- fit ---------------------------------------------------------------------------------
@@ -355,29 +368,23 @@ class SequenceClassifier(Task):
             channels: tuple[str, ...] | None = None, quiet: bool = False
             ) -> SequenceClassifier:
         """Train on X, y (stratified validation split held out unless X_val, y_val given)."""
-        from sklearn.model_selection import train_test_split
-
         c = self.config
         seed_everything(c.seed)  # the net's initial weights too: the same seed, the same run
         kind, items, labels, source = self._split_input(X, y)
         if not items:
             raise DataError(f"{source}: no training sequences.")
         labels = self._labels_check(labels, len(items), source, training=True)
+        names = getattr(X, "ids", None)
         if X_val is None:
-            index = np.arange(len(items))
-            counts = np.unique(labels, return_counts=True)[1]
-            stratify = counts.min() >= 2
-            n_val = max(round(c.validation_fraction * len(items)), len(counts) if stratify else 1)
-            if len(items) - n_val < len(counts):
-                raise DataError(f"{source}: {len(items)} sequences are too few to hold out a "
-                                f"validation split of {n_val}; give more data or X_val, y_val.")
-            train_idx, val_idx = train_test_split(
-                index, test_size=n_val, random_state=c.seed,
-                stratify=labels if stratify else None)
+            train_idx, val_idx = _validation_split(labels, c.validation_fraction, c.seed,
+                                                   source)
             val_items, val_labels = [items[i] for i in val_idx], [labels[i] for i in val_idx]
+            val_names = None if names is None else [names[i] for i in val_idx]
             items, labels = [items[i] for i in train_idx], [labels[i] for i in train_idx]
+            names = None if names is None else [names[i] for i in train_idx]
         else:
             vkind, val_items, val_labels, vsource = self._split_input(X_val, y_val)
+            val_names = getattr(X_val, "ids", None)
             if vkind != kind:
                 raise DataError(f"{vsource}: validation data is {vkind}, training data {kind}.")
         if kind == "sensors":
@@ -396,18 +403,19 @@ class SequenceClassifier(Task):
                                      min_freq=c.min_freq, max_size=c.vocab_size)
         else:
             self._fit_channels(items, channels or getattr(X, "channels", None), source)
-        train_enc = self._encode(kind, items, source)
-        val_enc = self._encode(kind, val_items, "validation data")
+        train_enc = self._encode(kind, items, source, names, warn=True)
+        val_enc = self._encode(kind, val_items, "validation data", val_names)
         model = self._build(None)
         self.model = model
-        net = self._train(model.net, train_enc, y_train, val_enc, y_val_ids, quiet)
-        model.net = net
-        if kind == "text":
+        if kind == "text":  # the baseline first: it is quick, and a failure costs no training
             self._fit_ngrams(items, y_train, val_items, y_val_ids)
         else:  # 1-NN has nothing to tune: it keeps every labelled training sequence
             self._store_neighbours(items + val_items,
                                    np.concatenate([y_train, y_val_ids]))
+        early, final = self._train(model.net, train_enc, y_train, val_enc, y_val_ids, quiet)
+        model.net = early  # calibrated on the validation split, which it has not seen
         self._calibrate(val_enc, val_items, y_val_ids)
+        model.net = final
         self.model = model.eval()
         return self
 
@@ -431,7 +439,10 @@ class SequenceClassifier(Task):
         weights = len(y) / (len(self.classes) * np.maximum(counts, 1))
         return torch.tensor(weights, dtype=torch.float32)
 
-    def _train(self, net: ClassifierNet, train, y_train, val, y_val, quiet) -> ClassifierNet:
+    def _train(self, net: ClassifierNet, train, y_train, val, y_val, quiet
+               ) -> tuple[ClassifierNet, ClassifierNet]:
+        """(the early-stopped net, the final one: the refit on training + validation, or the
+        same net)."""
         c = self.config
         weights = self._class_weights(y_train)
         text = self.kind == "text"
@@ -456,17 +467,20 @@ class SequenceClassifier(Task):
         self.fit_info.update(best_epoch=result.best_epoch, epochs_run=result.epochs_run,
                              val_loss=result.best_score)
         self._log("fit", result)
+        net.eval()
         if c.refit and not result.interrupted:
             seed_everything(c.seed)
-            again = self._build(None).net
+            again = ClassifierNet(c, len(self.classes),
+                                  vocab_size=len(self.vocab) if text else 0,
+                                  num_channels=len(self.channels))
             both = _Batches(train + val, np.concatenate([y_train, y_val]), text)
             refit = trainer.fit(again, both, loss_fn, epochs=result.best_epoch + 1)
             self._log("refit", refit)
             if refit.interrupted:  # a half-done refit is worse than the early-stopped model
                 self.interrupted = True
             else:
-                net = again
-        return net.eval()
+                return net, again.eval()
+        return net, net
 
     def _log(self, phase: str, result) -> None:
         for r in result.history:
@@ -518,7 +532,7 @@ class SequenceClassifier(Task):
         best = None
         for C in (1.0, 4.0, 16.0):
             lr = LogisticRegression(C=C, max_iter=2000).fit(train_x, y)
-            score = f1_score(y_val, lr.predict(val_x), average="macro")
+            score = f1_score(y_val, lr.predict(val_x), labels=np.unique(y_val), average="macro")
             if best is None or score > best[0]:
                 best = (score, C, lr)
         _, C, lr = best
@@ -586,19 +600,24 @@ class SequenceClassifier(Task):
         from sklearn.metrics import f1_score
 
         logits = self._recurrent_logits(val_enc)
-        temps = np.exp(np.linspace(np.log(0.25), np.log(4.0), 41))
+        temps = np.exp(np.linspace(np.log(0.05), np.log(20.0), 121))
         nll = [-np.log(_softmax(logits / t)[np.arange(len(y_val)), y_val] + 1e-12).mean()
                for t in temps]
-        temperature = float(temps[int(np.argmin(nll))])
+        best_t = int(np.argmin(nll))
+        # At the grid's edge the validation split is separated perfectly (or not at all):
+        # there is no evidence for any temperature, so leave the logits as trained.
+        temperature = 1.0 if best_t in (0, len(temps) - 1) else float(temps[best_t])
         self.model.temperature.fill_(temperature)
         mix = 1.0
         if self.kind == "text" and self.config.ngram_ensemble:
             deep = _softmax(logits / temperature)
             wide = self._ngram_proba(val_texts)
-            scores = [(f1_score(y_val, (w * deep + (1 - w) * wide).argmax(1), average="macro"),
-                       w) for w in np.linspace(0, 1, 11)]
+            present = np.unique(y_val)  # macro-F1 over the classes present, as reported
+            scores = [(f1_score(y_val, (w * deep + (1 - w) * wide).argmax(1), labels=present,
+                                average="macro"), w) for w in np.linspace(0, 1, 11)]
             best = max(s for s, _ in scores)
-            mix = float(np.mean([w for s, w in scores if s >= best - 1e-9]))
+            tied = [w for s, w in scores if s >= best - 1e-9]
+            mix = float(min(tied, key=lambda w: abs(w - np.mean(tied))))  # a weight scored
         self.model.mix.fill_(mix)
         self.fit_info.update(temperature=temperature, mix=mix)
 
@@ -621,7 +640,8 @@ class SequenceClassifier(Task):
         """(N, K) probabilities, columns in ``self.classes`` order."""
         self._require_fitted()
         kind, items, _, source = self._split_input(X)
-        return self._probabilities(items, self._encode(kind, items, source))["model"]
+        encoded = self._encode(kind, items, source, getattr(X, "ids", None))
+        return self._probabilities(items, encoded)["model"]
 
     def predict(self, X: Any) -> np.ndarray:
         """The predicted label of each sequence."""
@@ -638,7 +658,9 @@ class SequenceClassifier(Task):
         if not items:
             raise DataError(f"{source}: no sequences to evaluate.")
         labels = self._labels_check(labels, len(items), source, training=False)
-        encoded = self._encode(kind, items, source)
+        if kind == "sensors":
+            _require_aeon()
+        encoded = self._encode(kind, items, source, getattr(X, "ids", None))
         probabilities = self._probabilities(items, encoded)
         predictions = {name: p.argmax(1) for name, p in probabilities.items()}
         predictions["majority"] = np.full(len(items), self.classes.index(self.majority))
@@ -742,6 +764,27 @@ class SequenceClassifier(Task):
         net = ClassifierNet(c, K, num_channels=len(self.channels))
         shape = getattr(self, "_neighbours_shape", None) if preprocessing is not None else None
         return _Classifier(net, K, neighbours=shape)
+
+
+def _validation_split(labels: list[str], fraction: float, seed: int, source: str
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (train, validation): stratified over the classes with two or more rows;
+    a class with one row stays in training (a validation row of an unseen class tells
+    nothing)."""
+    from sklearn.model_selection import train_test_split
+
+    labels_arr = np.asarray(labels)
+    values, counts = np.unique(labels_arr, return_counts=True)
+    single = np.isin(labels_arr, values[counts == 1])
+    rest = np.flatnonzero(~single)
+    k = int((counts >= 2).sum())
+    n_val = max(round(fraction * len(labels)), k)
+    if len(rest) - n_val < k or k == 0:
+        raise DataError(f"{source}: {len(labels)} sequences are too few to hold out a validation "
+                        f"split of {n_val}; give more data, or validation data of its own.")
+    train, val = train_test_split(rest, test_size=n_val, random_state=seed,
+                                  stratify=labels_arr[rest])
+    return np.sort(np.concatenate([train, np.flatnonzero(single)])), np.sort(val)
 
 
 def _require_aeon() -> None:
