@@ -181,13 +181,16 @@ def test_out_that_is_not_a_run_folder_is_never_replaced(texts_csv, tmp_path, cap
     assert (keep / "notes.txt").read_text() == "precious"
 
 
-def test_activity_on_an_unnamed_npz_round_trips(tmp_path, capsys):
-    X, y = make_sequences(40, 0)
-    T = max(len(x) for x in X)
-    padded = np.zeros((40, T, 2), dtype=np.float32)
+def _unnamed_npz(path, X, y) -> None:
+    """X padded to (N, T, C) with lengths and labels, and no channel names."""
+    padded = np.zeros((len(X), max(len(x) for x in X), X[0].shape[1]), dtype=np.float32)
     for i, x in enumerate(X):
         padded[i, :len(x)] = x
-    np.savez(tmp_path / "d.npz", X=padded, y=np.array(y), lengths=np.array([len(x) for x in X]))
+    np.savez(path, X=padded, y=np.array(y), lengths=np.array([len(x) for x in X]))
+
+
+def test_activity_on_an_unnamed_npz_round_trips(tmp_path, capsys):
+    _unnamed_npz(tmp_path / "d.npz", *make_sequences(40, 0))
     out = tmp_path / "run"
     assert main(["activity", "train", "--data", str(tmp_path / "d.npz"), "--out", str(out),
                  *FAST_SENSORS, "--max-epochs", "2"]) == 0
@@ -220,3 +223,33 @@ def test_a_failed_evaluation_keeps_the_trained_run(texts_csv, tmp_path, capsys, 
                  "--max-epochs", "1"]) == 2
     assert "trained and saved in" in capsys.readouterr().err
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
+
+
+def test_unnamed_channels_are_matched_by_count(tmp_path, capsys):
+    _unnamed_npz(tmp_path / "d.npz", *make_sequences(40, 0))
+    test = _long_csv(tmp_path / "test.csv", *make_sequences(8, 3))
+    out = tmp_path / "run"
+    assert main(["activity", "train", "--data", str(tmp_path / "d.npz"), "--test-data",
+                 str(test), "--id-col", "seq", "--time-col", "step", "--label-col", "activity",
+                 "--out", str(out), *FAST_SENSORS, "--max-epochs", "2"]) == 0
+    capsys.readouterr()
+    assert main(["activity", "predict", str(out), "--data", str(test), "--id-col", "seq",
+                 "--time-col", "step", "--label-col", "activity"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 9
+
+
+def test_the_current_folder_is_never_a_run(texts_csv, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("config.json", "model.safetensors", "preprocessing.json"):
+        (tmp_path / name).write_text("{}")
+    assert main(["sentiment", "train", "--data", str(texts_csv / "train.csv"), "--text-col",
+                 "tweet", "--label-col", "mood", "--out", ".", "--overwrite", *FAST_TEXT]) == 2
+    assert "cannot be a run folder" in capsys.readouterr().err
+    assert (tmp_path / "config.json").is_file()
+
+
+def test_too_small_a_sentencepiece_vocabulary_is_named(texts_csv, tmp_path, capsys):
+    assert main(["sentiment", "train", "--data", str(texts_csv / "train.csv"), "--text-col",
+                 "tweet", "--label-col", "mood", "--out", str(tmp_path / "r"), *FAST_TEXT,
+                 "--tokenizer", "sentencepiece", "--vocab-size", "8"]) == 2
+    assert "raise vocab_size (--vocab-size)" in capsys.readouterr().err

@@ -158,7 +158,7 @@ def test_dedup_compares_texts_as_the_models_read_them():
     labels = ["p" if i % 4 < 2 else "n" for i in range(40)]
     train, val, test = dedup_split(texts, labels, fractions=(0.5, 0.25, 0.25), seed=0)
     assert len(train) + len(val) + len(test) == 20  # the two spellings are one text
-    with pytest.raises(DataError, match="2 distinct texts are too few"):
+    with pytest.raises(DataError, match="2 rows in 2 classes are too few to hold out a test"):
         dedup_split(["a", "A", "b"], ["p", "p", "n"], seed=0)
 
 
@@ -179,3 +179,32 @@ def test_an_unneeded_label_column_is_neither_read_nor_a_channel(tmp_path):
     frame = _long([["s1", 1, 1.0, 2.0, None], ["s1", 2, 3.0, 4.0, None]])
     data = read_sequences(_csv(tmp_path, frame), "id", "t", need_labels=False)
     assert data.labels is None and data.channels == ("a", "b")
+
+
+def test_splits_keep_single_row_classes_in_training_and_name_too_little_data():
+    texts = [f"text {i}" for i in range(100)]
+    labels = ["a"] * 50 + ["b"] * 49 + ["c"]
+    for seed in range(12):
+        train, val, test = dedup_split(texts, labels, seed=seed)
+        assert 99 in train  # the only "c"
+        assert {labels[i] for i in test} == {"a", "b"} == {labels[i] for i in val}
+    with pytest.raises(DataError, match="3 rows in 3 classes are too few to hold out a "
+                                        "validation part.*--test-data"):
+        dedup_split([f"t{i}" for i in range(6)], ["a", "b", "c"] * 2, seed=0)
+
+
+def test_corrupt_or_empty_npz_is_named(tmp_path):
+    path = tmp_path / "d.npz"
+    path.write_bytes(b"")
+    with pytest.raises(DataError, match="the file is empty"):
+        read_sequences(path)
+    np.savez(path, X=np.zeros((2, 3, 1)), y=np.array(["a", "b"]))
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(DataError, match="cannot read it as an .npz"):
+        read_sequences(path)
+
+
+def test_text_cells_are_never_retyped(tmp_path):
+    path = _csv(tmp_path, pd.DataFrame({"text": ["007", "1e3"], "label": ["01", "02"]}))
+    data = read_texts(path)
+    assert data.texts == ["007", "1e3"] and data.labels == ["01", "02"]

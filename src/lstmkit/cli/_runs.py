@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..errors import DataError
+from ..train.checkpoint import CONFIG_FILE, PREPROCESSING_FILE, WEIGHTS_FILE
 
 __all__ = ["add_run_flags", "out_dir", "write_run"]
 
 T = TypeVar("T")
+RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE, PREPROCESSING_FILE)  # what makes a folder a run
 
 
 def add_run_flags(parser) -> None:
@@ -22,10 +24,15 @@ def add_run_flags(parser) -> None:
 
 
 def out_dir(args, prefix: str) -> Path:
-    """--out, or runs/<prefix>-<time>. Refuses to replace a run without --overwrite, and any
-    other existing folder or file at all (it is not ours to delete)."""
+    """--out, or runs/<prefix>-<time>. Refuses to replace a run (a folder holding config.json,
+    model.safetensors and preprocessing.json) without --overwrite, and any other existing
+    file or non-empty folder at all (it is not ours to delete)."""
     out = args.out or Path("runs") / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if (out / "config.json").exists():
+    here = Path.cwd().resolve()
+    if out.resolve() == here or out.resolve() in here.parents:
+        raise DataError(f"{out}: the current folder or one above it cannot be a run folder; "
+                        "choose a new --out.")
+    if all((out / name).is_file() for name in RUN_FILES):
         if not args.overwrite:
             raise DataError(f"{out}: already holds a trained model; choose another --out or "
                             "pass --overwrite to replace it.")
@@ -47,13 +54,17 @@ def write_run(out: Path, build: Callable[[Path], T]) -> T:
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    if out.exists():
-        old = out.parent / f".{out.name}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-        partial.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        partial.rename(out)
+    try:
+        if out.exists():
+            old = out.parent / f".{out.name}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            partial.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            partial.rename(out)
+    except OSError as error:
+        raise DataError(f"{out}: cannot move the finished run into place ({error}); it is "
+                        f"complete in {partial}.") from error
     print(f"\nrun folder: {out}")
     return result

@@ -25,6 +25,7 @@ from ..data.labelled import (
     dedup_split,
     read_sequences,
     read_texts,
+    stratified_split,
 )
 from ..errors import DataError
 from ..tasks.classify import ACTIVITY_DEFAULTS, ClassifyConfig, SequenceClassifier
@@ -83,6 +84,8 @@ def _fit_and_report(args, folder: Path, train, test, val=None, defaults=None,
         raise DataError(f"{test.source}: label(s) {', '.join(map(repr, unseen))} never occur "
                         f"in the training data {train.source}.")
     config = config_from_args(ClassifyConfig, args, defaults)
+    if isinstance(test, LabelledSequences):
+        _check_test_sequences(config, train, test)
     clf = SequenceClassifier(config)
     start = time.perf_counter()
     if val is None:
@@ -100,12 +103,27 @@ def _fit_and_report(args, folder: Path, train, test, val=None, defaults=None,
     return None
 
 
+def _check_test_sequences(config: ClassifyConfig, train: LabelledSequences,
+                          test: LabelledSequences) -> None:
+    """What evaluating on ``test`` needs, checked before training."""
+    widths = {s.shape[1] for s in train.sequences} | {s.shape[1] for s in test.sequences}
+    if len(widths) > 1:
+        raise DataError(f"{test.source}: its sequences have {sorted(widths)} channels between "
+                        f"it and {train.source}; they must have the same.")
+    need = config.conv_kernel if config.conv_channels else 1
+    short = [i for i, s in zip(test.ids, test.sequences, strict=True) if len(s) < need]
+    if short:
+        raise DataError(f"{test.source}: sequence(s) {', '.join(short[:5])} have fewer than "
+                        f"{need} steps (conv_kernel).")
+
+
 def _train_run(out: Path, build) -> None:
     """write_run, then say so if the evaluation failed after the model was saved."""
     error = write_run(out, build)
     if isinstance(error, KeyboardInterrupt):
-        raise DataError(f"interrupted while evaluating; the trained model is saved in {out} "
-                        "(evaluate it with 'evaluate').")
+        print(f"lstmkit: interrupted while evaluating; the trained model is saved in {out} "
+              "(evaluate it with 'evaluate').", file=sys.stderr)
+        raise error
     if error is not None:
         raise DataError(f"the model is trained and saved in {out}, but evaluating it on the "
                         f"test data failed: {error}") from error
@@ -121,7 +139,8 @@ def _read_texts(args, path=None, labelled: bool = True) -> LabelledTexts:
 def _sentiment_parts(data: LabelledTexts, test: LabelledTexts | None, seed: int):
     """(train, validation or None, test): de-duplicated so that no text sits on two sides."""
     if test is None:
-        train_rows, val_rows, test_rows = dedup_split(data.texts, data.labels, SPLIT, seed)
+        train_rows, val_rows, test_rows = dedup_split(data.texts, data.labels, SPLIT, seed,
+                                                      data.source)
         print(f"{len(data.texts)} texts, {len(train_rows) + len(val_rows) + len(test_rows)} "
               f"distinct: {len(train_rows)} train / {len(val_rows)} validation / "
               f"{len(test_rows)} test (stratified, --split-seed {seed})")
@@ -233,31 +252,34 @@ def _read_sequences(args, path=None, labelled: bool = True, channels=None) -> La
                           args.label_col, need_labels=labelled)
 
 
+def _model_channels(clf: SequenceClassifier) -> tuple[str, ...] | None:
+    """The channel columns to read for ``clf``: its names, or None (every column) when its
+    training data named none."""
+    return clf.channels if clf.channels_named else None
+
+
 def _check_channels(clf: SequenceClassifier, data: LabelledSequences) -> None:
-    """Channels named in the data (a table's columns, an .npz's ``channels``) must be the
-    model's, in its order; unnamed ones are checked by count when encoded."""
-    if data.channels and tuple(data.channels) != tuple(clf.channels):
+    """Channels named on both sides (a table's columns, an .npz's ``channels``) must be the
+    model's, in its order; otherwise the count is checked when the data is encoded."""
+    if clf.channels_named and data.channels and tuple(data.channels) != tuple(clf.channels):
         raise DataError(f"{data.source}: channels {', '.join(data.channels)} differ from the "
                         f"model's {', '.join(clf.channels)} (same names, same order).")
 
 
 def run_activity_train(args) -> int:
-    from sklearn.model_selection import train_test_split
-
     out = out_dir(args, "activity")
     data = _read_sequences(args)
     if args.test_data:
         train = data
-        test = _read_sequences(args, args.test_data, channels=data.channels)
-        if test.channels != data.channels:
+        test = _read_sequences(args, args.test_data, channels=data.channels or None)
+        if test.channels and data.channels and test.channels != data.channels:
             raise DataError(f"{test.source}: channels {', '.join(test.channels)} differ from "
                             f"{data.source}'s {', '.join(data.channels)}.")
     else:
         rows = np.arange(len(data.sequences))
-        counts = np.unique(data.labels, return_counts=True)[1]
-        train_rows, test_rows = train_test_split(
-            rows, test_size=0.2, random_state=args.split_seed,
-            stratify=data.labels if counts.min() >= 2 else None)
+        train_rows, test_rows = stratified_split(
+            rows, data.labels, 0.2, args.split_seed, data.source, "test",
+            "; give more data, or a test file of its own (--test-data)")
         train, test = _sequences_subset(data, train_rows), _sequences_subset(data, test_rows)
         print(f"{len(rows)} sequences: {len(train_rows)} train (validation split inside) / "
               f"{len(test_rows)} test (stratified, --split-seed {args.split_seed})")
@@ -310,7 +332,7 @@ def run_activity_demo(args) -> int:
 
 def run_activity_evaluate(args) -> int:
     clf = SequenceClassifier.load(args.run_dir)
-    data = _read_sequences(args, channels=clf.channels)
+    data = _read_sequences(args, channels=_model_channels(clf))
     _check_channels(clf, data)
     _show_evaluation(args, clf.evaluate(data))
     return 0
@@ -318,7 +340,7 @@ def run_activity_evaluate(args) -> int:
 
 def run_activity_predict(args) -> int:
     clf = SequenceClassifier.load(args.run_dir)
-    data = _read_sequences(args, labelled=False, channels=clf.channels)
+    data = _read_sequences(args, labelled=False, channels=_model_channels(clf))
     _check_channels(clf, data)
     _predictions_csv(clf, data, {"id": data.ids})
     return 0

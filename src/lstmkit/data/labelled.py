@@ -6,6 +6,8 @@ column and rows; and a de-duplicated, stratified split.
 from __future__ import annotations
 
 import warnings
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from ..errors import DataError, DataWarning
 from .tables import describe_rows, numeric_column, read_table, require_columns
 
 __all__ = ["LabelledSequences", "LabelledTexts", "dedup_keys", "dedup_split", "read_sequences",
-           "read_texts"]
+           "read_texts", "stratified_split"]
 
 
 @dataclass
@@ -174,10 +176,12 @@ def _read_npz(path: Path, need_labels: bool) -> LabelledSequences:
     label = str(path)
     if not path.is_file():
         raise DataError(f"{label}: no such file.")
+    if path.stat().st_size == 0:
+        raise DataError(f"{label}: the file is empty.")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise DataError(f"{label}: cannot read it as an .npz of arrays ({error}).") from error
     if "X" not in arrays:
         raise DataError(f"{label}: no array 'X' (N, T, C); it holds {sorted(arrays)}.")
@@ -224,29 +228,37 @@ def dedup_keys(texts: list[str]) -> list[str]:
 
 
 def dedup_split(texts: list[str], labels: list[str], fractions=(0.8, 0.1, 0.1),
-                seed: int = 0) -> tuple[list[int], list[int], list[int]]:
+                seed: int = 0, source: str = "data") -> tuple[list[int], list[int], list[int]]:
     """Row indices of train / validation / test: one row per distinct text (the first, so a
     text with conflicting labels keeps its first; texts are compared normalised, see
-    :func:`dedup_keys`), then a stratified, seeded split, so that no text sits on two
-    sides."""
-    from sklearn.model_selection import train_test_split
-
+    :func:`dedup_keys`), then a stratified, seeded split (:func:`stratified_split`), so that
+    no text sits on two sides."""
     keys = pd.Series(dedup_keys(texts))
     keep = np.flatnonzero(~keys.duplicated().to_numpy())
-    if len(keep) * min(fractions[1], fractions[2]) < 1:
-        raise DataError(f"{len(keep)} distinct texts are too few to split "
-                        f"{'/'.join(str(round(100 * f)) for f in fractions)}; give more data "
-                        "or a test file of its own.")
-    y = np.asarray(labels)[keep]
-    train_val, test = train_test_split(keep, test_size=fractions[2], random_state=seed,
-                                       stratify=_stratify(y))
-    y_tv = np.asarray(labels)[train_val]
-    train, val = train_test_split(train_val, test_size=fractions[1] / (1 - fractions[2]),
-                                  random_state=seed, stratify=_stratify(y_tv))
-    return sorted(train.tolist()), sorted(val.tolist()), sorted(test.tolist())
+    y = np.asarray(labels)
+    hint = "; give more data, or a test file of its own (--test-data)"
+    train_val, test = stratified_split(keep, y[keep], fractions[2], seed, source, "test", hint)
+    train, val = stratified_split(train_val, y[train_val], fractions[1] / (1 - fractions[2]),
+                                  seed, source, "validation", hint)
+    return train.tolist(), val.tolist(), test.tolist()
 
 
-def _stratify(y: np.ndarray):
-    """Stratify by y where every class has two rows or more; plain random split otherwise."""
-    _, counts = np.unique(y, return_counts=True)
-    return y if counts.min() >= 2 else None
+def stratified_split(rows, labels, size: float, seed: int, source: str, part: str,
+                     hint: str = "; give more data") -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out) row numbers: a ``size`` share of ``rows`` held out, stratified over
+    the classes with two rows or more, at least one row of each of them on both sides; a
+    class with a single row stays on the kept side. ``labels`` is aligned with ``rows``."""
+    from sklearn.model_selection import train_test_split
+
+    rows, y = np.asarray(rows), np.asarray(labels)
+    values, counts = np.unique(y, return_counts=True)
+    single = np.isin(y, values[counts == 1])
+    k = int((counts >= 2).sum())
+    n_held = max(round(size * len(rows)), k)
+    if k == 0 or int((~single).sum()) - n_held < k:
+        raise DataError(f"{source}: {len(rows)} rows in {len(values)} classes are too few to "
+                        f"hold out a {part} part of {n_held} with every class on both "
+                        f"sides{hint}.")
+    kept, held = train_test_split(rows[~single], test_size=n_held, random_state=seed,
+                                  stratify=y[~single])
+    return np.sort(np.concatenate([kept, rows[single]])), np.sort(held)

@@ -32,8 +32,8 @@ def read_table(source: str | Path | pd.DataFrame, fallback_encoding: str | None 
     DataFrame on (rather than reading the file again) keeps the file's name in messages.
     Rows are numbered from 1 in messages (the first row under the header). A CSV that is not
     valid UTF-8 is an error, or, with ``fallback_encoding`` (e.g. "latin-1"), read in that
-    encoding with a :class:`DataWarning` saying so. ``text=True`` reads cells such as "NA"
-    or "null" as the text they are; only empty cells are missing.
+    encoding with a :class:`DataWarning` saying so. ``text=True`` reads every cell as the
+    text it is ("NA", "null", "007" stay so); only empty cells are missing.
     """
     if isinstance(source, pd.DataFrame):
         label = source.attrs.get(SOURCE, "DataFrame")
@@ -51,7 +51,8 @@ def read_table(source: str | Path | pd.DataFrame, fallback_encoding: str | None 
             table = pd.read_parquet(path)
         else:
             table = _read_csv(path, label, fallback_encoding,
-                              na=dict(keep_default_na=False, na_values=[""]) if text else {})
+                              na=dict(keep_default_na=False, na_values=[""], dtype=str)
+                              if text else {})
     except DataError:
         raise
     except ImportError as error:

@@ -23,6 +23,8 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
+from ..errors import DataError
+
 __all__ = ["PAD", "TOKENIZERS", "UNK", "CharTokenizer", "SentencePieceTokenizer", "Vocab",
            "WordTokenizer", "make_tokenizer", "normalize", "tokenizer_from_dict"]
 
@@ -93,11 +95,16 @@ class SentencePieceTokenizer:
         lines = [normalize(t) for t in texts]
         buffer = io.BytesIO()
         # hard_vocab_limit=False: a small corpus gets a smaller vocabulary, not an error.
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(lines), model_writer=buffer, vocab_size=self.vocab_size,
-            model_type="unigram", character_coverage=0.9995, hard_vocab_limit=False,
-            bos_id=-1, eos_id=-1, unk_id=0, pad_id=-1, num_threads=1, minloglevel=2,
-            user_defined_symbols=["<url>", "<user>"])
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(lines), model_writer=buffer, vocab_size=self.vocab_size,
+                model_type="unigram", character_coverage=0.9995, hard_vocab_limit=False,
+                bos_id=-1, eos_id=-1, unk_id=0, pad_id=-1, num_threads=1, minloglevel=2,
+                user_defined_symbols=["<url>", "<user>"])
+        except RuntimeError as error:  # e.g. fewer pieces asked for than distinct characters
+            raise DataError(f"sentencepiece cannot train a vocabulary of {self.vocab_size} on "
+                            f"these texts ({str(error).strip().splitlines()[-1]}); raise "
+                            "vocab_size (--vocab-size).") from error
         self.model = buffer.getvalue()
         self._processor = self._load(self.model)
         return self

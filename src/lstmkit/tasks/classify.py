@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from ..config import check_settings
 from ..data.batch import BucketBatchSampler
-from ..data.labelled import LabelledSequences, LabelledTexts
+from ..data.labelled import LabelledSequences, LabelledTexts, stratified_split
 from ..data.text import TOKENIZERS, Vocab, make_tokenizer, tokenizer_from_dict
 from ..errors import DataError, DataWarning
 from ..nn import GRU, LSTM
@@ -273,6 +273,7 @@ class SequenceClassifier(Task):
         self.vocab: Vocab | None = None
         self.ngrams: dict | None = None  # n-gram vocabularies and idf (text)
         self.channels: tuple[str, ...] = ()
+        self.channels_named = False  # False: the training data named none (ch0, ch1, ...)
         self.scale: tuple[list[float], list[float]] | None = None  # per-channel mean, std
         self.fit_info: dict = {}
         self.history: list[dict] = []
@@ -425,6 +426,9 @@ class SequenceClassifier(Task):
             raise DataError(f"{source}: every sequence must be (T, C) with the same C; found "
                             f"widths {sorted(widths)}.")
         (C,) = widths
+        if channels and len(channels) != C:
+            raise DataError(f"{source}: {len(channels)} channel names for {C} channels.")
+        self.channels_named = bool(channels)
         self.channels = tuple(channels) if channels else tuple(f"ch{i}" for i in range(C))
         stacked = np.concatenate([np.asarray(s, dtype=np.float64) for s in items])
         if not np.isfinite(stacked).all():
@@ -604,9 +608,9 @@ class SequenceClassifier(Task):
         nll = [-np.log(_softmax(logits / t)[np.arange(len(y_val)), y_val] + 1e-12).mean()
                for t in temps]
         best_t = int(np.argmin(nll))
-        # At the grid's edge the validation split is separated perfectly (or not at all):
-        # there is no evidence for any temperature, so leave the logits as trained.
-        temperature = 1.0 if best_t in (0, len(temps) - 1) else float(temps[best_t])
+        # At the grid's low edge the validation split is separated perfectly: no evidence for
+        # any temperature, so the logits stay as trained.
+        temperature = 1.0 if best_t == 0 else float(temps[best_t])
         self.model.temperature.fill_(temperature)
         mix = 1.0
         if self.kind == "text" and self.config.ngram_ensemble:
@@ -640,7 +644,7 @@ class SequenceClassifier(Task):
         """(N, K) probabilities, columns in ``self.classes`` order."""
         self._require_fitted()
         kind, items, _, source = self._split_input(X)
-        encoded = self._encode(kind, items, source, getattr(X, "ids", None))
+        encoded = self._encode(kind, items, source, getattr(X, "ids", None), warn=True)
         return self._probabilities(items, encoded)["model"]
 
     def predict(self, X: Any) -> np.ndarray:
@@ -660,7 +664,7 @@ class SequenceClassifier(Task):
         labels = self._labels_check(labels, len(items), source, training=False)
         if kind == "sensors":
             _require_aeon()
-        encoded = self._encode(kind, items, source, getattr(X, "ids", None))
+        encoded = self._encode(kind, items, source, getattr(X, "ids", None), warn=True)
         probabilities = self._probabilities(items, encoded)
         predictions = {name: p.argmax(1) for name, p in probabilities.items()}
         predictions["majority"] = np.full(len(items), self.classes.index(self.majority))
@@ -722,7 +726,8 @@ class SequenceClassifier(Task):
             state.update(tokenizer=self.tokenizer.to_dict(), vocab=self.vocab.to_dict(),
                          ngrams=self.ngrams)
         else:
-            state.update(channels=list(self.channels), scale=[list(v) for v in self.scale],
+            state.update(channels=list(self.channels), channels_named=self.channels_named,
+                         scale=[list(v) for v in self.scale],
                          neighbours=list(self.model.train_x.shape))
         return state
 
@@ -731,7 +736,7 @@ class SequenceClassifier(Task):
         return {self.tokenizer.model_file: model} if model else {}
 
     _KEYS = frozenset({"kind", "classes", "majority", "fit", "tokenizer", "vocab", "ngrams",
-                       "channels", "scale", "neighbours"})
+                       "channels", "channels_named", "scale", "neighbours"})
 
     def _restore(self, preprocessing: dict, files=None) -> None:
         unknown = set(preprocessing) - self._KEYS
@@ -749,6 +754,7 @@ class SequenceClassifier(Task):
             self.ngrams = preprocessing["ngrams"]
         else:
             self.channels = tuple(preprocessing["channels"])
+            self.channels_named = bool(preprocessing.get("channels_named", True))
             mean, std = preprocessing["scale"]
             self.scale = (list(map(float, mean)), list(map(float, std)))
             self._neighbours_shape = tuple(int(v) for v in preprocessing["neighbours"])
@@ -768,23 +774,9 @@ class SequenceClassifier(Task):
 
 def _validation_split(labels: list[str], fraction: float, seed: int, source: str
                       ) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices (train, validation): stratified over the classes with two or more rows;
-    a class with one row stays in training (a validation row of an unseen class tells
-    nothing)."""
-    from sklearn.model_selection import train_test_split
-
-    labels_arr = np.asarray(labels)
-    values, counts = np.unique(labels_arr, return_counts=True)
-    single = np.isin(labels_arr, values[counts == 1])
-    rest = np.flatnonzero(~single)
-    k = int((counts >= 2).sum())
-    n_val = max(round(fraction * len(labels)), k)
-    if len(rest) - n_val < k or k == 0:
-        raise DataError(f"{source}: {len(labels)} sequences are too few to hold out a validation "
-                        f"split of {n_val}; give more data, or validation data of its own.")
-    train, val = train_test_split(rest, test_size=n_val, random_state=seed,
-                                  stratify=labels_arr[rest])
-    return np.sort(np.concatenate([train, np.flatnonzero(single)])), np.sort(val)
+    """Row indices (train, validation), see :func:`stratified_split`."""
+    return stratified_split(np.arange(len(labels)), labels, fraction, seed, source,
+                            "validation", "; give more data, or validation data (X_val, y_val)")
 
 
 def _require_aeon() -> None:
