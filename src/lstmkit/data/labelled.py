@@ -5,6 +5,7 @@ column and rows; and a de-duplicated, stratified split.
 
 from __future__ import annotations
 
+import math
 import warnings
 import zipfile
 import zlib
@@ -240,7 +241,7 @@ def dedup_split(texts: list[str], labels: list[str], fractions=(0.8, 0.1, 0.1),
     train_val, test = stratified_split(keep, y[keep], fractions[2], seed, source, "test", hint)
     train, val = stratified_split(train_val, y[train_val], fractions[1] / (1 - fractions[2]),
                                   seed, source, "validation", hint)
-    return train.tolist(), val.tolist(), test.tolist()
+    return sorted(train.tolist()), sorted(val.tolist()), sorted(test.tolist())
 
 
 def stratified_split(rows, labels, size: float, seed: int, source: str, part: str,
@@ -254,11 +255,11 @@ def stratified_split(rows, labels, size: float, seed: int, source: str, part: st
     values, counts = np.unique(y, return_counts=True)
     single = np.isin(y, values[counts == 1])
     k = int((counts >= 2).sum())
-    n_held = max(round(size * len(rows)), k)
+    n_held = max(math.ceil(size * len(rows) - 1e-9), k)  # as sklearn counts a test_size
     if k == 0 or int((~single).sum()) - n_held < k:
         raise DataError(f"{source}: {len(rows)} rows in {len(values)} classes are too few to "
                         f"hold out a {part} part of {n_held} with every class on both "
                         f"sides{hint}.")
     kept, held = train_test_split(rows[~single], test_size=n_held, random_state=seed,
                                   stratify=y[~single])
-    return np.sort(np.concatenate([kept, rows[single]])), np.sort(held)
+    return np.concatenate([kept, rows[single]]), held  # in the order sklearn drew them

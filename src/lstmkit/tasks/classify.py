@@ -775,8 +775,10 @@ class SequenceClassifier(Task):
 def _validation_split(labels: list[str], fraction: float, seed: int, source: str
                       ) -> tuple[np.ndarray, np.ndarray]:
     """Row indices (train, validation), see :func:`stratified_split`."""
-    return stratified_split(np.arange(len(labels)), labels, fraction, seed, source,
-                            "validation", "; give more data, or validation data (X_val, y_val)")
+    train, val = stratified_split(np.arange(len(labels)), labels, fraction, seed, source,
+                                  "validation",
+                                  "; give more data, or validation data (X_val, y_val)")
+    return np.sort(train), np.sort(val)
 
 
 def _require_aeon() -> None:
