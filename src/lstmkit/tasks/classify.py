@@ -371,6 +371,7 @@ class SequenceClassifier(Task):
         """Train on X, y (stratified validation split held out unless X_val, y_val given)."""
         c = self.config
         seed_everything(c.seed)  # the net's initial weights too: the same seed, the same run
+        self.fit_info, self.history, self.interrupted = {}, [], False  # a new fit, a new log
         kind, items, labels, source = self._split_input(X, y)
         if not items:
             raise DataError(f"{source}: no training sequences.")
