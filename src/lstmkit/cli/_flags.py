@@ -13,7 +13,12 @@ from pathlib import Path
 
 from ..config import config_from_dict, read_json
 
-__all__ = ["add_config_flags", "config_from_args"]
+__all__ = ["add_config_flags", "config_from_args", "split_list"]
+
+
+def split_list(text: str | None) -> tuple[str, ...]:
+    """'a, b,,c' -> ('a', 'b', 'c'); None or '' -> ()."""
+    return tuple(part.strip() for part in text.split(",") if part.strip()) if text else ()
 
 
 def _parse_tuple(item_type):

@@ -11,7 +11,7 @@ from typing import TypeVar
 from ..errors import DataError
 from ..train.checkpoint import CONFIG_FILE, PREPROCESSING_FILE, WEIGHTS_FILE
 
-__all__ = ["add_run_flags", "out_dir", "write_run"]
+__all__ = ["add_run_dir_verb", "add_run_flags", "out_dir", "write_run"]
 
 T = TypeVar("T")
 RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE, PREPROCESSING_FILE)  # what makes a folder a run
@@ -21,6 +21,19 @@ def add_run_flags(parser) -> None:
     parser.add_argument("--out", type=Path, help="run folder (default runs/<name>-<time>)")
     parser.add_argument("--overwrite", action="store_true", help="replace a run in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_run_dir_verb(verbs, name: str, help: str, data_help: str, run, json: bool = False,
+                     data_required: bool = True):
+    """A verb that reads a saved run and a data file: ``<name> RUN_DIR --data FILE
+    [--json]``; returns its parser for the task's own flags."""
+    parser = verbs.add_parser(name, help=help)
+    parser.add_argument("run_dir", type=Path, help="a run folder written by train")
+    parser.add_argument("--data", required=data_required, help=data_help)
+    if json:
+        parser.add_argument("--json", action="store_true", help="print metrics as JSON")
+    parser.set_defaults(run=run)
+    return parser
 
 
 def out_dir(args, prefix: str) -> Path:

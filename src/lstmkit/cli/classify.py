@@ -29,14 +29,10 @@ from ..data.labelled import (
 )
 from ..errors import DataError
 from ..tasks.classify import ACTIVITY_DEFAULTS, ClassifyConfig, SequenceClassifier
-from ._flags import add_config_flags, config_from_args
-from ._runs import add_run_flags, out_dir, write_run
+from ._flags import add_config_flags, config_from_args, split_list
+from ._runs import add_run_dir_verb, add_run_flags, out_dir, write_run
 
 SPLIT = (0.8, 0.1, 0.1)  # train / validation / test when the data is split here
-
-
-def _split(text: str | None) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip()) if text else ()
 
 
 def _texts_subset(data: LabelledTexts, rows) -> LabelledTexts:
@@ -88,10 +84,7 @@ def _fit_and_report(args, folder: Path, train, test, val=None, defaults=None,
         _check_test_sequences(config, train, test)
     clf = SequenceClassifier(config)
     start = time.perf_counter()
-    if val is None:
-        clf.fit(train, quiet=args.quiet)
-    else:
-        clf.fit(train, X_val=val, quiet=args.quiet)
+    clf.fit(train, X_val=val, quiet=args.quiet)
     seconds = time.perf_counter() - start
     clf.save(folder)
     _describe(clf, seconds)
@@ -110,7 +103,7 @@ def _check_test_sequences(config: ClassifyConfig, train: LabelledSequences,
     if len(widths) > 1:
         raise DataError(f"{test.source}: its sequences have {sorted(widths)} channels between "
                         f"it and {train.source}; they must have the same.")
-    need = config.conv_kernel if config.conv_channels else 1
+    need = config.min_steps
     short = [i for i, s in zip(test.ids, test.sequences, strict=True) if len(s) < need]
     if short:
         raise DataError(f"{test.source}: sequence(s) {', '.join(short[:5])} have fewer than "
@@ -247,7 +240,7 @@ def _show_evaluation(args, metrics: dict) -> None:
 
 
 def _read_sequences(args, path=None, labelled: bool = True, channels=None) -> LabelledSequences:
-    wanted = _split(args.channels) or channels or ()
+    wanted = split_list(args.channels) or channels or ()
     return read_sequences(path or args.data, args.id_col, args.time_col, tuple(wanted),
                           args.label_col, need_labels=labelled)
 
@@ -357,7 +350,7 @@ def _common_train(parser, defaults=None) -> None:
     add_config_flags(parser, ClassifyConfig, defaults)
 
 
-def _text_columns(parser, labelled: bool = True, required: bool = True) -> None:
+def _text_columns(parser, labelled: bool = True) -> None:
     parser.add_argument("--text-col", default="text", help="text column (default: text)")
     if labelled:
         parser.add_argument("--label-col", default="label", help="label column (default: "
@@ -387,18 +380,14 @@ def add_parser(commands) -> None:
     add_run_flags(demo)
     add_config_flags(demo, ClassifyConfig)
     demo.set_defaults(run=run_sentiment_demo)
-    evaluate = verbs.add_parser("evaluate", help="model and baselines on labelled texts")
-    evaluate.add_argument("run_dir", type=Path, help="a run folder written by train")
-    evaluate.add_argument("--data", required=True, help="CSV/Parquet file or class folder")
-    _text_columns(evaluate)
-    evaluate.add_argument("--json", action="store_true", help="print metrics as JSON")
-    evaluate.set_defaults(run=run_sentiment_evaluate)
-    predict = verbs.add_parser("predict", help="labels and class probabilities, as CSV")
-    predict.add_argument("run_dir", type=Path, help="a run folder written by train")
+    _text_columns(add_run_dir_verb(verbs, "evaluate", "model and baselines on labelled texts",
+                                   "CSV/Parquet file or class folder", run_sentiment_evaluate,
+                                   json=True))
+    predict = add_run_dir_verb(verbs, "predict", "labels and class probabilities, as CSV",
+                               "CSV/Parquet file of texts", run_sentiment_predict,
+                               data_required=False)
     predict.add_argument("text", nargs="?", help="one text to classify")
-    predict.add_argument("--data", help="CSV/Parquet file of texts")
     _text_columns(predict, labelled=False)
-    predict.set_defaults(run=run_sentiment_predict)
 
     activity = commands.add_parser("activity", help="sensor sequence classification "
                                                     "(activity recognition)",
@@ -413,14 +402,9 @@ def add_parser(commands) -> None:
     add_run_flags(demo)
     add_config_flags(demo, ClassifyConfig, ACTIVITY_DEFAULTS)
     demo.set_defaults(run=run_activity_demo)
-    evaluate = verbs.add_parser("evaluate", help="model and baselines on labelled sequences")
-    evaluate.add_argument("run_dir", type=Path, help="a run folder written by train")
-    evaluate.add_argument("--data", required=True, help="long-format CSV/Parquet, or .npz")
-    _sequence_columns(evaluate)
-    evaluate.add_argument("--json", action="store_true", help="print metrics as JSON")
-    evaluate.set_defaults(run=run_activity_evaluate)
-    predict = verbs.add_parser("predict", help="labels and class probabilities, as CSV")
-    predict.add_argument("run_dir", type=Path, help="a run folder written by train")
-    predict.add_argument("--data", required=True, help="long-format CSV/Parquet, or .npz")
-    _sequence_columns(predict)
-    predict.set_defaults(run=run_activity_predict)
+    _sequence_columns(add_run_dir_verb(verbs, "evaluate",
+                                       "model and baselines on labelled sequences",
+                                       "long-format CSV/Parquet, or .npz",
+                                       run_activity_evaluate, json=True))
+    _sequence_columns(add_run_dir_verb(verbs, "predict", "labels and class probabilities, as CSV",
+                                       "long-format CSV/Parquet, or .npz", run_activity_predict))

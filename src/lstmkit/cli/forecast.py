@@ -14,21 +14,17 @@ from ..data.datasets import seattle_weather
 from ..data.series import FILL_POLICIES
 from ..data.tables import read_table
 from ..tasks.forecast import ForecastConfig, Forecaster
-from ._flags import add_config_flags, config_from_args
-from ._runs import add_run_flags, out_dir, write_run
+from ._flags import add_config_flags, config_from_args, split_list
+from ._runs import add_run_dir_verb, add_run_flags, out_dir, write_run
 
 DEMO_COLUMNS = dict(time="date", target="temp_max",
                     covariates=("temp_min", "precipitation", "wind", "weather"))
 DEMO_TEST_START = "2015-01-01"
 
 
-def _split(text: str | None) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip()) if text else ()
-
-
 def _columns(args) -> dict:
-    return dict(time=args.time, target=args.target, covariates=_split(args.covariates),
-                series_id=args.series_id, static=_split(args.static), fill_na=args.fill_na)
+    return dict(time=args.time, target=args.target, covariates=split_list(args.covariates),
+                series_id=args.series_id, static=split_list(args.static), fill_na=args.fill_na)
 
 
 def _print_metrics(metrics: dict, part: str = "test") -> None:
@@ -123,7 +119,7 @@ def run_predict(args) -> int:
 def run_backtest(args) -> int:
     config = config_from_args(ForecastConfig, args)
     result = json_safe(Forecaster(config).backtest(read_table(args.data)[0],
-                                                   list(_split(args.cutoffs)),
+                                                   list(split_list(args.cutoffs)),
                                                    **_columns(args), quiet=args.quiet))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -168,19 +164,14 @@ def add_parser(commands) -> None:
     add_config_flags(demo, ForecastConfig)
     demo.set_defaults(run=run_demo)
 
-    evaluate = verbs.add_parser("evaluate", help="model and baselines on a test part")
-    evaluate.add_argument("run_dir", type=Path, help="a run folder written by train")
-    evaluate.add_argument("--data", required=True, help="CSV or Parquet file")
+    evaluate = add_run_dir_verb(verbs, "evaluate", "model and baselines on a test part",
+                                "CSV or Parquet file", run_evaluate, json=True)
     evaluate.add_argument("--test-start", help="first time of the test part (default: the "
                                                "last 20%% of the time span)")
     evaluate.add_argument("--test-end", help="end (exclusive) of the test part")
-    evaluate.add_argument("--json", action="store_true", help="print metrics as JSON")
-    evaluate.set_defaults(run=run_evaluate)
 
-    predict = verbs.add_parser("predict", help="forecast after the data's last time, as CSV")
-    predict.add_argument("run_dir", type=Path, help="a run folder written by train")
-    predict.add_argument("--data", required=True, help="CSV or Parquet file")
-    predict.set_defaults(run=run_predict)
+    add_run_dir_verb(verbs, "predict", "forecast after the data's last time, as CSV",
+                     "CSV or Parquet file", run_predict)
 
     backtest = verbs.add_parser("backtest", help="rolling-origin evaluation over cut-offs")
     _data_flags(backtest)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, DataWarning
-from .tables import describe_rows, numeric_column, read_table, require_columns
+from .tables import describe_rows, numeric_column, read_table, require_columns, require_file
 
 __all__ = ["LabelledSequences", "LabelledTexts", "dedup_keys", "dedup_split", "read_sequences",
            "read_texts", "stratified_split"]
@@ -174,11 +174,7 @@ def read_sequences(source, id_col: str | None = None, time_col: str | None = Non
 
 
 def _read_npz(path: Path, need_labels: bool) -> LabelledSequences:
-    label = str(path)
-    if not path.is_file():
-        raise DataError(f"{label}: no such file.")
-    if path.stat().st_size == 0:
-        raise DataError(f"{label}: the file is empty.")
+    label = require_file(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}

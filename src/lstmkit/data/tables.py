@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..errors import DataError, DataWarning
 
-__all__ = ["describe_rows", "numeric_column", "read_table", "require_columns"]
+__all__ = ["describe_rows", "numeric_column", "read_table", "require_columns", "require_file"]
 
 
 def describe_rows(rows: np.ndarray, limit: int = 5) -> str:
@@ -41,11 +41,7 @@ def read_table(source: str | Path | pd.DataFrame, fallback_encoding: str | None 
             raise DataError(f"{label}: it has no rows.")
         return source.reset_index(drop=True), label
     path = Path(source)
-    label = str(path)
-    if not path.is_file():
-        raise DataError(f"{label}: no such file.")
-    if path.stat().st_size == 0:
-        raise DataError(f"{label}: the file is empty.")
+    label = require_file(path)
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             table = pd.read_parquet(path)
@@ -65,6 +61,16 @@ def read_table(source: str | Path | pd.DataFrame, fallback_encoding: str | None 
         raise DataError(f"{label}: the file has a header but no data rows.")
     table.attrs[SOURCE] = label
     return table, label
+
+
+def require_file(path: Path) -> str:
+    """The path as a label for messages; DataError if it is missing or empty."""
+    label = str(path)
+    if not path.is_file():
+        raise DataError(f"{label}: no such file.")
+    if path.stat().st_size == 0:
+        raise DataError(f"{label}: the file is empty.")
+    return label
 
 
 def _read_csv(path: Path, label: str, fallback_encoding: str | None, encoding: str = "utf-8",

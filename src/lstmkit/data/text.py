@@ -42,7 +42,19 @@ def normalize(text: str) -> str:
     return " ".join(text.split())
 
 
-class WordTokenizer:
+class _RuleTokenizer:
+    """A tokenizer by fixed rules: nothing to fit, nothing to save but its kind."""
+
+    kind = ""
+
+    def fit(self, texts: Iterable[str]) -> _RuleTokenizer:
+        return self
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind}
+
+
+class WordTokenizer(_RuleTokenizer):
     """Words of the normalised text; punctuation and emoji are tokens of their own."""
 
     kind = "word"
@@ -50,26 +62,14 @@ class WordTokenizer:
     def tokenize(self, text: str) -> list[str]:
         return _WORD.findall(normalize(text))
 
-    def fit(self, texts: Iterable[str]) -> WordTokenizer:
-        return self
 
-    def to_dict(self) -> dict:
-        return {"kind": self.kind}
-
-
-class CharTokenizer:
+class CharTokenizer(_RuleTokenizer):
     """Characters of the normalised text (spaces included)."""
 
     kind = "char"
 
     def tokenize(self, text: str) -> list[str]:
         return list(normalize(text))
-
-    def fit(self, texts: Iterable[str]) -> CharTokenizer:
-        return self
-
-    def to_dict(self) -> dict:
-        return {"kind": self.kind}
 
 
 class SentencePieceTokenizer:

@@ -117,6 +117,11 @@ class ClassifyConfig:
         if self.learning_rate <= 0 or self.weight_decay < 0:
             raise ValueError("learning_rate must be > 0 and weight_decay >= 0.")
 
+    @property
+    def min_steps(self) -> int:
+        """The fewest steps a numeric sequence may have: the Conv1d kernel, when there is one."""
+        return self.conv_kernel if self.conv_channels else 1
+
 
 # The defaults for numeric sensor data (`lstmkit activity`): a Conv1d front end and one
 # GRU(64) read the whole sequence, mean-pooled; small batches for data sets of tens of
@@ -186,8 +191,8 @@ class ClassifierNet(nn.Module):
 
 class _Classifier(nn.Module):
     """The recurrent net and what the run keeps beside it (saved in model.safetensors): the
-    n-gram logistic regression's weights and the ensemble weight and temperature (text), or
-    the scaled training set of the nearest-neighbour baselines (sensors)."""
+    temperature and ensemble weight, the n-gram logistic regression's weights (text), or the
+    unscaled training set of the nearest-neighbour baselines (sensors)."""
 
     def __init__(self, net: ClassifierNet, num_classes: int, ngram_features: int = 0,
                  neighbours: tuple[int, int, int] | None = None) -> None:
@@ -342,7 +347,7 @@ class SequenceClassifier(Task):
                 out.append(np.asarray(ids or [1], dtype=np.int64))  # no token: one <unk>
         else:
             mean, std = (np.asarray(v, dtype=np.float32) for v in self.scale)
-            need = self.config.conv_kernel if self.config.conv_channels else 1
+            need = self.config.min_steps
             for row, seq in enumerate(items):
                 seq = np.asarray(seq, dtype=np.float32)
                 if seq.ndim != 2 or seq.shape[1] != len(self.channels):
@@ -500,15 +505,17 @@ class SequenceClassifier(Task):
                        "char": dict(analyzer="char_wb", ngram_range=(2, 5), min_df=2,
                                     max_features=100_000)}
 
-    def _ngram_features(self, texts: list[str]):
-        """TF-IDF rows (l2-normalised) of word 1-2 grams and character 2-5 grams."""
+    def _ngram_features(self, texts: list[str], normalized: bool = False):
+        """TF-IDF rows (l2-normalised) of word 1-2 grams and character 2-5 grams, of texts
+        as the tokenizers read them (``normalized``: already passed through normalize)."""
         from scipy import sparse
         from sklearn.feature_extraction.text import CountVectorizer
         from sklearn.preprocessing import normalize as l2
 
         from ..data.text import normalize
 
-        texts = [normalize(t) for t in texts]
+        if not normalized:
+            texts = [normalize(t) for t in texts]
         blocks = []
         for name, options in self._NGRAM_SETTINGS.items():
             part = self.ngrams[name]
@@ -533,7 +540,8 @@ class SequenceClassifier(Task):
             vectorizer = TfidfVectorizer(**options).fit(normalized)
             vocabulary = {k: int(v) for k, v in vectorizer.vocabulary_.items()}
             self.ngrams[name] = {"vocabulary": vocabulary, "idf": vectorizer.idf_.tolist()}
-        train_x, val_x = self._ngram_features(texts), self._ngram_features(val_texts)
+        train_x = self._ngram_features(normalized, normalized=True)
+        val_x = self._ngram_features(val_texts)
         best = None
         for C in (1.0, 4.0, 16.0):
             lr = LogisticRegression(C=C, max_iter=2000).fit(train_x, y)
@@ -677,8 +685,7 @@ class SequenceClassifier(Task):
         if kind == "text":
             unknown = sum(int((e == 1).sum()) for e in encoded)
             metrics["unknown_token_rate"] = unknown / max(sum(len(e) for e in encoded), 1)
-        detail = {"labels": labels, "items": items, "probabilities": probabilities["model"],
-                  "source": source}
+        detail = {"labels": labels, "items": items, "probabilities": probabilities["model"]}
         return metrics, detail
 
     def report(self, directory: str | Path, X: Any, y: Any = None,
