@@ -480,9 +480,7 @@ class SequenceClassifier(Task):
         net.eval()
         if c.refit and not result.interrupted:
             seed_everything(c.seed)
-            again = ClassifierNet(c, len(self.classes),
-                                  vocab_size=len(self.vocab) if text else 0,
-                                  num_channels=len(self.channels))
+            again = self._new_net()
             both = _Batches(train + val, np.concatenate([y_train, y_val]), text)
             refit = trainer.fit(again, both, loss_fn, epochs=result.best_epoch + 1)
             self._log("refit", refit)
@@ -767,17 +765,21 @@ class SequenceClassifier(Task):
             self.scale = (list(map(float, mean)), list(map(float, std)))
             self._neighbours_shape = tuple(int(v) for v in preprocessing["neighbours"])
 
-    def _build(self, preprocessing: dict | None) -> nn.Module:
-        c, K = self.config, len(self.classes)
+    def _new_net(self) -> ClassifierNet:
+        """A freshly initialised net for the fitted front end (vocabulary or channels)."""
         if self.kind == "text":
-            net = ClassifierNet(c, K, vocab_size=len(self.vocab))
+            return ClassifierNet(self.config, len(self.classes), vocab_size=len(self.vocab))
+        return ClassifierNet(self.config, len(self.classes), num_channels=len(self.channels))
+
+    def _build(self, preprocessing: dict | None) -> nn.Module:
+        K = len(self.classes)
+        if self.kind == "text":
             features = 0
             if self.ngrams is not None:
                 features = sum(len(p["vocabulary"]) for p in self.ngrams.values())
-            return _Classifier(net, K, ngram_features=features)
-        net = ClassifierNet(c, K, num_channels=len(self.channels))
+            return _Classifier(self._new_net(), K, ngram_features=features)
         shape = getattr(self, "_neighbours_shape", None) if preprocessing is not None else None
-        return _Classifier(net, K, neighbours=shape)
+        return _Classifier(self._new_net(), K, neighbours=shape)
 
 
 def _validation_split(labels: list[str], fraction: float, seed: int, source: str
