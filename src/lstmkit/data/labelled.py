@@ -131,24 +131,8 @@ def read_sequences(source, id_col: str | None = None, time_col: str | None = Non
         label_col = None
     needed = [id_col, time_col] + ([label_col] if label_col else []) + list(channels)
     require_columns(table, needed, label, "id, time, label or channel")
-    named = bool(channels)
-    if not channels:  # every other column: a stray text column is an error, never dropped
-        skip = {id_col, time_col, label_col, ignored}
-        channels = tuple(str(c) for c in table.columns if c not in skip)
-        if not channels:
-            raise DataError(f"{label}: no channel columns besides {id_col!r}, {time_col!r} "
-                            f"and {label_col!r}.")
-    try:
-        values = np.stack([numeric_column(table, c, label) for c in channels], axis=1)
-    except DataError as error:
-        hint = "" if named else " (every column but id, time and label is read as a " \
-            "channel; name the channels with --channels)"
-        raise DataError(f"{error}{hint}") from error
-    bad = ~np.isfinite(values)
-    if bad.any():
-        rows, cols = np.nonzero(bad)
-        raise DataError(f"{label}: column {channels[cols[0]]!r} holds NaN or inf in "
-                        f"{describe_rows(np.unique(rows))}; fill or drop them first.")
+    channels, values = _channel_values(table, label, channels,
+                                       skip=(id_col, time_col, label_col, ignored))
     if table[id_col].isna().any():
         raise DataError(f"{label}: column {id_col!r} is blank in "
                         f"{describe_rows(np.flatnonzero(table[id_col].isna().to_numpy()))}.")
@@ -171,6 +155,32 @@ def read_sequences(source, id_col: str | None = None, time_col: str | None = Non
                                 f"({', '.join(sorted(seen))}) in column {label_col!r}.")
             labels.append(labels_all[rows[0]])
     return LabelledSequences(sequences, labels, ids, tuple(channels), label)
+
+
+def _channel_values(table: pd.DataFrame, label: str, channels: tuple[str, ...],
+                    skip: tuple) -> tuple[tuple[str, ...], np.ndarray]:
+    """(the channel names, their values (rows, C) float64), checked numeric and finite.
+
+    No ``channels``: every column not in ``skip`` (a stray text column is an error, never
+    silently dropped)."""
+    named = bool(channels)
+    if not channels:
+        channels = tuple(str(c) for c in table.columns if c not in skip)
+        if not channels:
+            raise DataError(f"{label}: no channel columns besides "
+                            f"{', '.join(repr(c) for c in skip if c is not None)}.")
+    try:
+        values = np.stack([numeric_column(table, c, label) for c in channels], axis=1)
+    except DataError as error:
+        hint = "" if named else " (every column but id, time and label is read as a " \
+            "channel; name the channels with --channels)"
+        raise DataError(f"{error}{hint}") from error
+    bad = ~np.isfinite(values)
+    if bad.any():
+        rows, cols = np.nonzero(bad)
+        raise DataError(f"{label}: column {channels[cols[0]]!r} holds NaN or inf in "
+                        f"{describe_rows(np.unique(rows))}; fill or drop them first.")
+    return tuple(channels), values
 
 
 def _read_npz(path: Path, need_labels: bool) -> LabelledSequences:

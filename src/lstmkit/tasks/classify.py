@@ -11,6 +11,10 @@ One task, two front ends, chosen by the data given to ``fit``:
   split -> optional Conv1d front end -> (bi)LSTM/GRU -> pooling -> linear; 1-nearest-
   neighbour baselines with Euclidean and DTW distances (aeon).
 
+The file runs past STYLE.md's ~600 lines because the application reads top to bottom in one
+place (R10), as tasks/forecast.py does: the baselines and the ensemble are fitted, saved and
+reported with the model they are measured against.
+
 Variable lengths run through the core's ``lengths`` (no sorting or packing here); batches
 are drawn from length buckets so that padding stays small. The baselines are fitted on the
 same training split and saved in the run (weights and training set as safetensors, the
@@ -639,7 +643,7 @@ class SequenceClassifier(Task):
         m = self.model
         deep = _softmax(self._recurrent_logits(encoded) / float(m.temperature))
         out = {"model": deep}
-        if self.kind == "text" and hasattr(m, "ngram_weight"):
+        if self.kind == "text":  # a fitted text model always holds the n-gram baseline
             wide = self._ngram_proba(items)
             if self.config.ngram_ensemble:
                 w = float(m.mix)
