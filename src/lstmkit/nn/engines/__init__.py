@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import gemm
+from . import gemm, native
 
 __all__ = [
     "ENGINE_NAMES",
@@ -195,9 +195,14 @@ def _gru_scan_is_faster(spec: RecurrentSpec, device: torch.device, needs_grad: b
     - Inference has no backward to win on: scan takes 0.74 at (64, 100, 64, 256), 0.40 at
       (64, 35, 400, 1150), 0.70 at (256, 50, 128, 512), but 1.1-1.9 where the recurrent
       product is under ~4M multiply-adds (batch 1-16 at H <= 256).
+    - The rules above are for the scan engine's Python loops. Its compiled loops (native.py)
+      win on every shape we measure, training 0.12-0.88 and inference 0.38-0.97 of nn.GRU
+      (README, "Speed"): where they run, scan always.
     """
     if device.type != "cpu" or spec.mode != "gru" or batch_size is None:
         return False
+    if dtype in (torch.float32, torch.float64) and native.enabled() and native.available():
+        return True
     H = spec.hidden_size
     onednn = gemm.onednn_for(dtype, device)
     if not needs_grad:

@@ -18,6 +18,12 @@ backward written here too: dx = rstd (dx̂ - mean(dx̂) - x̂ mean(dx̂ x̂)).
 
 The backward gives first derivatives only: create_graph=True raises, and second derivatives
 need the reference or fused engine.
+
+The time loops exist twice: in C++ (native_scan.cpp, loaded by :mod:`.native`), which runs on
+the CPU wherever it could be built, and here in Python, which runs elsewhere (CUDA, no
+compiler, ``LSTMKIT_NATIVE=0``). Both keep the same buffers and return the same gradients
+(tests/nn/test_native.py compares them over every option); the prologue (input projection)
+and the epilogue (weight gradients as GEMMs) are shared.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from . import (
     RecurrentSpec,
     RunResult,
     gemm,
+    native,
     reverse_within_lengths,
     run_stack,
 )
@@ -92,9 +99,9 @@ def _run_direction(
     keep_h = None if keep_h is None else keep_h.to(x.dtype)
     # The input projection of every step in one GEMM: (T*B, F) @ (F, G*H).
     xg = gemm.linear(x.reshape(T * B, F_in), p.w_ih)  # (T*B, G*H)
-    if p.ln_ih is not None:
-        xg = F.layer_norm(xg, xg.shape[-1:], p.ln_ih, None, LAYER_NORM_EPS)
-    if p.b_ih is not None:
+    if p.ln_ih is not None:  # gain ⊙ LN(W_ih x) + b_ih in one kernel
+        xg = F.layer_norm(xg, xg.shape[-1:], p.ln_ih, p.b_ih, LAYER_NORM_EPS)
+    elif p.b_ih is not None:
         xg = xg + p.b_ih
     xg = xg.reshape(T, B, -1)  # (T, B, G*H)
     # Keep per-step buffers for a backward pass only when one can follow.
@@ -116,6 +123,19 @@ def _run_direction(
     if reverse:
         output = reverse_within_lengths(output, lengths)
     return DirectionResult(output, hs[-1], c_n)
+
+
+def _use_native(xg: Tensor) -> bool:
+    """Whether the compiled loops (native.py) run this tensor's recurrence."""
+    return (xg.device.type == "cpu" and xg.dtype in (torch.float32, torch.float64)
+            and native.enabled() and native.available())
+
+
+def _dense(t: Tensor | None, shape: tuple[int, ...], like: Tensor) -> Tensor | None:
+    """A broadcastable mask as the compiled loops read it: ``shape``, contiguous, like's dtype."""
+    if t is None:
+        return None
+    return t.to(like.dtype).expand(shape).contiguous()
 
 
 def _refuse_double_backward() -> None:
@@ -166,6 +186,10 @@ class _LSTMScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, save, xg, h0, c0, w_hh, b_hh, ln_hh, w_hr, ln_cw, ln_cb, mask, keep_h,
                 keep_c):
+        ctx.native = _use_native(xg)
+        if ctx.native:
+            return _LSTMScan._native_forward(ctx, save, xg, h0, c0, w_hh, b_hh, ln_hh, w_hr,
+                                             ln_cw, ln_cb, mask, keep_h, keep_c)
         T, B, G = xg.shape
         H = G // 4
         h_all = xg.new_empty(T + 1, B, h0.shape[1])  # (T+1, B, R): h_all[t] = h_{t-1}
@@ -231,12 +255,48 @@ class _LSTMScan(torch.autograd.Function):
         return h_all[1:], c
 
     @staticmethod
+    def _native_forward(ctx, save, xg, h0, c0, w_hh, b_hh, ln_hh, w_hr, ln_cw, ln_cb, mask,
+                        keep_h, keep_c):
+        """forward through the compiled loop (native_scan.cpp); same buffers, same maths."""
+        T, B, G = xg.shape
+        H, R = G // 4, h0.shape[1]
+        mask, keep_h, keep_c = (_dense(mask, (B, R), xg), _dense(keep_h, (T, B, R), xg),
+                                _dense(keep_c, (T, B, H), xg))
+        w_rec = gemm.Weight(w_hh, B)
+        w_proj = None if w_hr is None else gemm.Weight(w_hr, B)
+        (h_all, c_n, c_all, acts, tanh_c, h_in_all, xhat_h, rstd_h, xhat_c,
+         rstd_c) = torch.ops.lstmkit_native.lstm_forward(
+            xg.contiguous(), h0.contiguous(), c0.contiguous(), w_hh, w_rec.packed, b_hh, ln_hh,
+            w_hr,
+            None if w_proj is None else w_proj.packed, ln_cw, ln_cb, mask, keep_h, keep_c, save)
+        if save:
+            ctx.save_for_backward(h_all, c_all, acts, tanh_c, h_in_all if mask is not None
+                                  else None, w_hh, ln_hh, w_hr, ln_cw, mask, keep_h, keep_c,
+                                  *((xhat_h, rstd_h) if ln_hh is not None else (None, None)),
+                                  *((xhat_c, rstd_c) if ln_cw is not None else (None, None)))
+            ctx.has_b_hh = b_hh is not None
+        return h_all[1:], c_n
+
+    @staticmethod
     def backward(ctx, grad_hs, grad_c_n):
         _refuse_double_backward()
         (h_all, c_all, acts, tanh_c, h_in_all, w_hh, ln_hh, w_hr, ln_cw, mask, keep_h, keep_c,
          xhat_h, rstd_h, xhat_c, rstd_c) = ctx.saved_tensors
         T, B, G = acts.shape
         H = G // 4
+        if ctx.native:
+            w_hh_t = w_hh.t().contiguous()
+            w_hr_t = None if w_hr is None else w_hr.t().contiguous()
+            d_gates, d_raw, d_h_new, d_c_hat, dh, dc = torch.ops.lstmkit_native.lstm_backward(
+                grad_hs.contiguous(), grad_c_n.contiguous(), c_all, acts, tanh_c, w_hh_t,
+                gemm.Weight(w_hh_t, B).packed, ln_hh, xhat_h, rstd_h, w_hr_t,
+                None if w_hr_t is None else gemm.Weight(w_hr_t, B).packed, ln_cw, xhat_c,
+                rstd_c, mask, keep_h, keep_c)
+            if ln_hh is None:
+                d_raw = d_gates
+            return _LSTMScan._weight_grads(ctx, d_gates, d_raw, d_h_new, d_c_hat, dh, dc, h_all,
+                                           h_in_all, acts, tanh_c, ln_hh, xhat_h, w_hr, ln_cw,
+                                           xhat_c)
         d_gates = torch.empty_like(acts)  # (T, B, 4H): dL/d(pre-activations) = dL/dxg
         d_raw = d_gates if ln_hh is None else torch.empty_like(acts)  # dL/d(W_hh h_in)
         d_h_new = h_all.new_empty(T, B, w_hr.shape[0]) if w_hr is not None else None
@@ -283,6 +343,14 @@ class _LSTMScan(torch.autograd.Function):
                 dh = dh * mask
             if dh_prev is not None:
                 dh = dh + dh_prev
+        return _LSTMScan._weight_grads(ctx, d_gates, d_raw, d_h_new, d_c_hat, dh, dc, h_all,
+                                       h_in_all, acts, tanh_c, ln_hh, xhat_h, w_hr, ln_cw, xhat_c)
+
+    @staticmethod
+    def _weight_grads(ctx, d_gates, d_raw, d_h_new, d_c_hat, dh, dc, h_all, h_in_all, acts,
+                      tanh_c, ln_hh, xhat_h, w_hr, ln_cw, xhat_c):
+        """backward's answer from the loop's gradients: weight gradients as one GEMM each."""
+        H = tanh_c.shape[-1]
         h_in = h_all[:-1] if h_in_all is None else h_in_all  # (T, B, R)
         need = ctx.needs_input_grad[1:]  # [0] is the save flag
         d_w_hh = _gemm_bt(d_raw, h_in) if need[3] else None  # (4H, R), one GEMM
@@ -305,6 +373,10 @@ class _GRUScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, save, xg, h0, w_hh, b_hh, ln_hh, mask, keep_h, reset_after):
+        ctx.native = _use_native(xg)
+        if ctx.native:
+            return _GRUScan._native_forward(ctx, save, xg, h0, w_hh, b_hh, ln_hh, mask, keep_h,
+                                            reset_after)
         T, B, G = xg.shape
         H = G // 3
         h_all = xg.new_empty(T + 1, B, H)  # (T+1, B, H): h_all[t] = h_{t-1}
@@ -353,12 +425,43 @@ class _GRUScan(torch.autograd.Function):
         return h_all[1:]
 
     @staticmethod
+    def _native_forward(ctx, save, xg, h0, w_hh, b_hh, ln_hh, mask, keep_h, reset_after):
+        """forward through the compiled loop (native_scan.cpp); same buffers, same maths."""
+        T, B, G = xg.shape
+        H = G // 3
+        mask, keep_h = _dense(mask, (B, H), xg), _dense(keep_h, (T, B, H), xg)
+        # All gates' rows (reset_after), or the r, z rows and the n rows apart.
+        w_a, w_b = (w_hh, None) if reset_after else (w_hh[:2 * H], w_hh[2 * H:])
+        packed_b = None if w_b is None else gemm.Weight(w_b, B).packed
+        h_all, rzn, rec, h_in_all, xhat, rstd = torch.ops.lstmkit_native.gru_forward(
+            xg.contiguous(), h0.contiguous(), w_a, gemm.Weight(w_a, B).packed, w_b, packed_b,
+            b_hh, ln_hh, mask, keep_h, reset_after, save)
+        if save:
+            ctx.save_for_backward(h_all, rzn, rec, h_in_all if mask is not None else None, w_hh,
+                                  ln_hh, mask, keep_h,
+                                  *((xhat, rstd) if ln_hh is not None else (None, None)))
+            ctx.reset_after, ctx.has_b_hh = reset_after, b_hh is not None
+        return h_all[1:]
+
+    @staticmethod
     def backward(ctx, grad_hs):
         _refuse_double_backward()
         h_all, rzn, rec, h_in_all, w_hh, ln_hh, mask, keep_h, xhat, rstd = ctx.saved_tensors
         T, B, G = rzn.shape
         H = G // 3
         ra = ctx.reset_after
+        if ctx.native:
+            w_a_t = (w_hh if ra else w_hh[:2 * H]).t().contiguous()
+            w_b_t = None if ra else w_hh[2 * H:].t().contiguous()
+            d_x, d_hg, d_raw, dh = torch.ops.lstmkit_native.gru_backward(
+                grad_hs.contiguous(), h_all, rzn, rec, h_in_all, w_a_t,
+                gemm.Weight(w_a_t, B).packed, w_b_t,
+                None if w_b_t is None else gemm.Weight(w_b_t, B).packed, ln_hh, xhat, rstd,
+                mask, keep_h, ra)
+            d_hg = d_hg if ra else d_x
+            d_raw = d_raw if ln_hh is not None else d_hg
+            return _GRUScan._weight_grads(ctx, d_x, d_hg, d_raw, dh, h_all, h_in_all, rec,
+                                          ln_hh, xhat)
         d_x = torch.empty_like(rzn)  # (T, B, 3H): dL/dxg
         d_hg = d_x if not ra else torch.empty_like(rzn)  # dL/d(recurrent pre-activations)
         d_raw = d_hg if ln_hh is None else torch.empty_like(rzn)  # dL/d(W_hh input)
@@ -402,6 +505,13 @@ class _GRUScan(torch.autograd.Function):
                 dh_in = gemm.mm_nt(d_raw[t, :, :2 * H], w_rz_tt) + ds * r
             dh = dh_in if mask is None else dh_in * mask
             dh = dh + carry if dh_prev is None else dh + carry + dh_prev
+        return _GRUScan._weight_grads(ctx, d_x, d_hg, d_raw, dh, h_all, h_in_all, rec, ln_hh,
+                                      xhat)
+
+    @staticmethod
+    def _weight_grads(ctx, d_x, d_hg, d_raw, dh, h_all, h_in_all, rec, ln_hh, xhat):
+        """backward's answer from the loop's gradients: weight gradients as one GEMM each."""
+        H, ra = h_all.shape[-1], ctx.reset_after
         need = ctx.needs_input_grad[1:]  # [0] is the save flag
         h_in = h_all[:-1] if h_in_all is None else h_in_all  # (T, B, H)
         d_w_hh = None

@@ -1,0 +1,113 @@
+"""The scan engine's compiled loops (engines/native.py): they build here, they give the Python
+loops' numbers over every option, and where they cannot build the Python loops take over."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from lstmkit.nn.engines import native
+
+from .helpers import assert_same, functional, make_inputs, make_layer, run_with_grads
+
+
+def test_the_compiled_loops_build_and_load_on_this_machine():
+    # CI builds them (make venv); without them the scan engine silently runs 1.5-3x slower.
+    assert native.available(), "the compiled scan loops did not build: see the warning above"
+    assert native.library_path().exists()
+
+
+def _both_loops(layer, args):
+    """run_with_grads through the compiled loops and through the Python loops."""
+    got = run_with_grads(layer, *args)
+    assert layer.last_engine == "scan"
+    before = native.set_enabled(False)
+    try:
+        want = run_with_grads(layer, *args)
+    finally:
+        native.set_enabled(before)
+    return got, want
+
+
+LSTM_OPTIONS = [
+    dict(proj_size=p, layer_norm=ln, recurrent_dropout=rd, zoneout=z, bidirectional=bi)
+    for p, ln, rd, z, bi in itertools.product((0, 4), (False, True), (0.0, 0.3), (0.0, 0.2),
+                                              (False, True))
+]
+GRU_OPTIONS = [
+    dict(reset_after=ra, layer_norm=ln, recurrent_dropout=rd, zoneout=z, bidirectional=bi)
+    for ra, ln, rd, z, bi in itertools.product((True, False), (False, True), (0.0, 0.3),
+                                               (0.0, 0.2), (False, True))
+]
+CASES = [("lstm", o) for o in LSTM_OPTIONS] + [("gru", o) for o in GRU_OPTIONS]
+
+
+@pytest.mark.parametrize("batch", [1, 3], ids=["small-product", "library-product"])
+@pytest.mark.parametrize("mode,options", CASES,
+                         ids=[m + "-" + "-".join(f"{k}={v}" for k, v in o.items())
+                              for m, o in CASES])
+def test_compiled_loops_match_the_python_loops_in_float64(mode, options, batch):
+    assert native.available()
+    layer = make_layer(mode, input_size=3, hidden_size=6, num_layers=2, engine="scan",
+                       **options)
+    args = make_inputs(layer, T=5, B=batch, with_lengths=batch > 1)
+    got, want = _both_loops(layer, args)
+    assert_same(got, want, atol=1e-12, rtol=1e-10)
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_compiled_loops_pass_gradcheck(mode, batch):
+    assert native.available()
+    options = dict(proj_size=3) if mode == "lstm" else dict(reset_after=False)
+    layer = make_layer(mode, input_size=3, hidden_size=4, engine="scan", layer_norm=True,
+                       zoneout=0.3, recurrent_dropout=0.3, **options)
+    x, h0, c0, lengths, _ = make_inputs(layer, T=4, B=batch, with_lengths=batch > 1)
+    state = (h0, c0) if mode == "lstm" else (h0,)
+    args = [t.detach().requires_grad_() for t in (x, *state, *layer.parameters())]
+    assert torch.autograd.gradcheck(functional(layer, lengths=lengths), tuple(args))
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+def test_compiled_loops_in_float32_match_the_python_loops(mode):
+    # float32 gates go through torch's exp_u20 (within 20 ulp) in the compiled loops.
+    assert native.available()
+    layer = make_layer(mode, input_size=8, hidden_size=32, engine="scan", layer_norm=True,
+                       recurrent_dropout=0.3).float()
+    x, h0, c0, lengths, grads = make_inputs(layer, T=7, B=5, with_lengths=True)
+    args = (x.float(), h0.float(), c0.float(), lengths, tuple(g.float() for g in grads))
+    got, want = _both_loops(layer, args)
+    assert_same(got, want, atol=1e-4, rtol=1e-4)
+
+
+@pytest.fixture
+def fresh_native(monkeypatch):
+    """native's load state forgotten, as in a new process."""
+    monkeypatch.setitem(native._state, "loaded", None)
+    return native
+
+
+def test_lstmkit_native_0_turns_the_compiled_loops_off_without_a_warning(fresh_native,
+                                                                          monkeypatch, recwarn):
+    monkeypatch.setenv("LSTMKIT_NATIVE", "0")
+    assert not fresh_native.available()
+    assert not [w for w in recwarn if "compiled loops" in str(w.message)]
+
+
+def test_a_failed_build_warns_once_and_the_python_loops_give_the_same_numbers(fresh_native,
+                                                                               monkeypatch):
+    layer = make_layer("lstm", input_size=3, hidden_size=5, engine="scan", layer_norm=True)
+    args = make_inputs(layer, T=4, B=2, with_lengths=True)
+    want = run_with_grads(layer, *args)  # through the compiled loops
+    monkeypatch.setitem(native._state, "loaded", None)  # a new process, where the build fails
+
+    def no_compiler(verbose=False):
+        raise OSError("no C++ compiler found (c++)")
+
+    monkeypatch.setattr(native, "build", no_compiler)
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler.*Python loops"):
+        got = run_with_grads(layer, *args)
+    assert_same(got, want, atol=1e-12, rtol=1e-10)
+    assert native._state["loaded"] is False  # decided once: no second attempt, no warning
