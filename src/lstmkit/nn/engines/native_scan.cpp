@@ -207,6 +207,37 @@ inline void layer_norm_backward_row(const S* dz, const S* gain, const S* xhat, S
   for (j = 0; j < n; ++j) dy[j] = rstd * (dz[j] * gain[j] - mean_d - xhat[j] * mean_dx);
 }
 
+// y = gain ⊙ LN(raw) + b (or raw + b) over n values; saves x̂ and rstd under layer norm.
+template <typename S>
+inline void recurrent_row(const S* raw, const S* gain, const S* b, S* xhat, S* rstd, S* y,
+                          int64_t n) {
+  if (gain != nullptr) {
+    *rstd = layer_norm_row(raw, xhat, n);
+    for (int64_t j = 0; j < n; ++j) y[j] = xhat[j] * gain[j];
+  } else if (y != raw) {
+    std::copy(raw, raw + n, y);
+  }
+  if (b != nullptr) {
+    for (int64_t j = 0; j < n; ++j) y[j] += b[j];
+  }
+}
+
+// h_in = h ⊙ mask: the recurrent-dropout input of W_hh, n values.
+template <typename S>
+inline void mask_row(const S* h, const S* mask, S* out, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) out[j] = h[j] * mask[j];
+}
+
+// The gradient reaching a state from the step after it: d_rec ⊙ mask (d_rec = dL/d(h_in) through
+// W_hh; no mask: d_rec) + carry (the paths around W_hh) + grad (dL/dh from the output; or null).
+template <typename S>
+inline void state_grad(const S* d_rec, const S* mask, const S* carry, const S* grad, S* out,
+                       int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    out[j] = (mask ? d_rec[j] * mask[j] : d_rec[j]) + carry[j] + (grad ? grad[j] : S(0));
+  }
+}
+
 // Rows per parallel chunk: about 16k values of work each, so small steps stay on one thread.
 inline int64_t grain(int64_t width) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, width)); }
 
@@ -250,13 +281,9 @@ void lstm_step_rows(const LSTMStep<S>& p, int64_t b0, int64_t b1) {
     S* a = p.act + b * G;
     const S* pre = p.pre + b * G;
     if (p.ln_hh != nullptr) {  // gates = xg + gain ⊙ LN(W_hh h_in) + b_hh
-      S* xh = p.xhat_h + b * G;
-      p.rstd_h[b] = layer_norm_row(p.raw + b * G, xh, G);
+      recurrent_row(p.raw + b * G, p.ln_hh, p.b_hh, p.xhat_h + b * G, p.rstd_h + b, a, G);
       const S* x = p.xg + b * G;
-      for (int64_t j = 0; j < G; ++j) a[j] = x[j] + xh[j] * p.ln_hh[j];
-      if (p.b_hh != nullptr) {
-        for (int64_t j = 0; j < G; ++j) a[j] += p.b_hh[j];
-      }
+      for (int64_t j = 0; j < G; ++j) a[j] += x[j];
       pre = a;
     }
     sigmoid_row(pre, a, 2 * H);
@@ -360,7 +387,7 @@ std::vector<Tensor> lstm_forward(const Tensor& xg, const Tensor& h0, const Tenso
       if (mask != nullptr) {
         h_in = h_in_all.select(0, k);
         S* hi = h_in.data_ptr<S>();
-        for (int64_t j = 0; j < BR; ++j) hi[j] = p.h_prev[j] * mask_p[j];
+        mask_row(p.h_prev, mask_p, hi, BR);
       }
       Tensor pre, raw;  // pre: xg + W_hh h_in; raw: W_hh h_in (layer norm)
       if (ln_hh == nullptr) {
@@ -492,11 +519,13 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_hs, const Tensor& grad_c_n,
             *kh_p = data_or_null<S>(keep_h), *kc_p = data_or_null<S>(keep_c);
     S *dh_p = dh.data_ptr<S>(), *cy = carry.data_ptr<S>();
     for (int64_t t = T - 1; t >= 0; --t) {
-      const S *gh = gh_p + t * BR, *dr_p = d_rec.data_ptr<S>(), *kh = kh_p ? kh_p + t * BR : nullptr;
-      for (int64_t j = 0; j < BR; ++j) {
-        const S d = (mask_p ? dr_p[j] * mask_p[j] : dr_p[j]) + cy[j] + gh[j];
-        dh_p[j] = kh == nullptr ? d : d * (S(1) - kh[j]);
-        if (kh != nullptr) cy[j] = d * kh[j];
+      state_grad(d_rec.data_ptr<S>(), mask_p, cy, gh_p + t * BR, dh_p, BR);
+      if (kh_p != nullptr) {  // zoneout keeps a part of h_{t-1}: its gradient goes round
+        const S* kh = kh_p + t * BR;
+        for (int64_t j = 0; j < BR; ++j) {
+          cy[j] = dh_p[j] * kh[j];
+          dh_p[j] *= S(1) - kh[j];
+        }
       }
       if (kc_p != nullptr) {
         const S* kc = kc_p + t * BH;
@@ -525,29 +554,13 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_hs, const Tensor& grad_c_n,
       at::parallel_for(0, B, grain(G), [&](int64_t b0, int64_t b1) { lstm_backward_rows(p, b0, b1); });
       d_rec = mm_nt(d_raw.select(0, t), rec);  // (B, R)
     }
-    const S* dr_p = d_rec.data_ptr<S>();
-    for (int64_t j = 0; j < BR; ++j) dh_p[j] = (mask_p ? dr_p[j] * mask_p[j] : dr_p[j]) + cy[j];
+    state_grad<S>(d_rec.data_ptr<S>(), mask_p, cy, nullptr, dh_p, BR);
   });
   Tensor none = acts.new_empty({0});
   return {d_gates, ln_hh ? d_raw : none, d_h_new, d_c_hat, dh, dc};
 }
 
 // ---- GRU ----------------------------------------------------------------------------------
-
-// y = gain ⊙ LN(raw) + b (or raw + b) over n values; saves x̂ and rstd under layer norm.
-template <typename S>
-inline void recurrent_row(const S* raw, const S* gain, const S* b, S* xhat, S* rstd, S* y,
-                          int64_t n) {
-  if (gain != nullptr) {
-    *rstd = layer_norm_row(raw, xhat, n);
-    for (int64_t j = 0; j < n; ++j) y[j] = xhat[j] * gain[j];
-  } else if (y != raw) {
-    std::copy(raw, raw + n, y);
-  }
-  if (b != nullptr) {
-    for (int64_t j = 0; j < n; ++j) y[j] += b[j];
-  }
-}
 
 // One GRU step's pointers (rows indexed inside); "rz" and "n" name the gate column blocks.
 template <typename S>
@@ -670,7 +683,7 @@ std::vector<Tensor> gru_forward(const Tensor& xg, const Tensor& h0, const Tensor
       if (mask != nullptr) {
         h_in = h_in_all.select(0, k);
         S* hi = h_in.data_ptr<S>();
-        for (int64_t j = 0; j < BH; ++j) hi[j] = p.h_prev[j] * mask_p[j];
+        mask_row(p.h_prev, mask_p, hi, BH);
       }
       p.h_in = h_in.data_ptr<S>();
       p.xg = xg.data_ptr<S>() + t * BG;
@@ -815,9 +828,7 @@ std::vector<Tensor> gru_backward(const Tensor& grad_hs, const Tensor& h_all, con
     const S *gh_p = grad_hs.data_ptr<S>(), *mask_p = data_or_null<S>(mask),
             *kh_p = data_or_null<S>(keep_h);
     for (int64_t t = T - 1; t >= 0; --t) {
-      const S *gh = gh_p + t * BH, *dr = d_rec.data_ptr<S>(), *cy = p.carry;
-      S* din = d_in.data_ptr<S>();
-      for (int64_t j = 0; j < BH; ++j) din[j] = (mask_p ? dr[j] * mask_p[j] : dr[j]) + cy[j] + gh[j];
+      state_grad(d_rec.data_ptr<S>(), mask_p, p.carry, gh_p + t * BH, d_in.data_ptr<S>(), BH);
       p.kh = kh_p ? kh_p + t * BH : nullptr;
       p.rzn = rzn.data_ptr<S>() + t * BG;
       p.rec = rec.data_ptr<S>() + t * rec.size(1) * rec.size(2);
@@ -845,9 +856,7 @@ std::vector<Tensor> gru_backward(const Tensor& grad_hs, const Tensor& h_all, con
         for (int64_t j = 0; j < H; ++j) drp[b * H + j] += dsp[b * H + j] * r[j];
       }
     }
-    S* out = dh.data_ptr<S>();
-    const S *dr = d_rec.data_ptr<S>(), *cy = p.carry;
-    for (int64_t j = 0; j < BH; ++j) out[j] = (mask_p ? dr[j] * mask_p[j] : dr[j]) + cy[j];
+    state_grad<S>(d_rec.data_ptr<S>(), mask_p, p.carry, nullptr, dh.data_ptr<S>(), BH);
   });
   Tensor none = rzn.new_empty({0});
   return {d_x, reset_after ? d_hg : none, ln_hh ? d_raw : none, dh};
