@@ -57,6 +57,30 @@ def test_compiled_loops_match_the_python_loops_in_float64(mode, options, batch):
     assert_same(got, want, atol=1e-12, rtol=1e-10)
 
 
+UNSORTED = [
+    ("lstm", dict(proj_size=3, layer_norm=True, recurrent_dropout=0.3, zoneout=0.2)),
+    ("lstm", dict(recurrent_dropout=0.3, recurrent_dropout_mode="per_batch")),
+    ("gru", dict(layer_norm=True, recurrent_dropout=0.3, zoneout=0.2)),
+    ("gru", dict(reset_after=False, recurrent_dropout=0.3)),
+]
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("batch", [3, 6], ids=["library-product", "rows-drop-to-own-product"])
+@pytest.mark.parametrize("mode,options", UNSORTED, ids=[f"{m}-{i}" for i, (m, _) in
+                                                         enumerate(UNSORTED)])
+def test_compiled_loops_skip_padded_rows_of_an_unsorted_batch(mode, options, batch, training):
+    # With lengths, the compiled loops sort the rows longest first and multiply only the rows
+    # still running (a step with 1-2 rows left uses the own product); ties, the longest row
+    # last, and rows that end at step 1 all occur here.
+    layer = make_layer(mode, input_size=3, hidden_size=6, num_layers=2, engine="scan",
+                       bidirectional=True, **options).train(training)
+    x, h0, c0, _, grads = make_inputs(layer, T=5, B=batch, with_lengths=False)
+    lengths = torch.tensor([2, 5, 1, 5, 3, 4][:batch]) if batch == 6 else torch.tensor([1, 3, 4])
+    got, want = _both_loops(layer, (x, h0, c0, lengths, grads))
+    assert_same(got, want, atol=1e-12, rtol=1e-10)
+
+
 @pytest.mark.parametrize("mode", ["lstm", "gru"])
 @pytest.mark.parametrize("batch", [1, 3])
 def test_compiled_loops_pass_gradcheck(mode, batch):
@@ -111,3 +135,13 @@ def test_a_failed_build_warns_once_and_the_python_loops_give_the_same_numbers(fr
         got = run_with_grads(layer, *args)
     assert_same(got, want, atol=1e-12, rtol=1e-10)
     assert native._state["loaded"] is False  # decided once: no second attempt, no warning
+
+
+def test_loading_the_compiled_loops_leaves_the_global_random_stream_alone(fresh_native):
+    # The load (and its probe) happens inside a user's first forward pass, between the seed
+    # and the masks it draws: a draw there gave the first call other masks than the next.
+    torch.manual_seed(5)
+    want = torch.rand(4)
+    torch.manual_seed(5)
+    assert fresh_native.available()
+    torch.testing.assert_close(torch.rand(4), want, atol=0, rtol=0)

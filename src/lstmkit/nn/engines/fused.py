@@ -6,10 +6,11 @@ torch.nn's by construction. Weight drop and a batch-shared recurrent-dropout mas
 the weight tensors handed to it (h ⊙ m fed to W_hh is W_hh with its columns scaled by m), so
 they run here at full speed; anything else goes to the scan engine (engines.select_engine).
 
-Variable lengths on the CPU do not go through PackedSequence, whose kernel leaves oneDNN and
-costs 3-6x the dense call: ``_run_segments`` sorts the rows and cuts the time axis at each
-distinct length, so that every piece is a dense oneDNN call (on CUDA cuDNN's packed path is
-fast and is used as it is).
+Variable lengths on the CPU rarely go through PackedSequence, whose kernel leaves oneDNN and
+costs 3-6x the dense call: ``_lengths_path`` picks, by a cost model, dense segments between
+distinct lengths (``_run_segments``), or one dense call for the steps every row runs and the
+ragged rest on the scan engine's compiled loops (``_run_tail``), or those loops alone (on
+CUDA cuDNN's packed path is fast and is used as it is).
 
 ``torch.lstm`` and ``torch.gru`` are undocumented functions of the torch namespace (bound to
 ``torch._VF``); ``native_rnn`` is the one place that calls them, and
@@ -18,12 +19,20 @@ tests/nn/test_engines.py::test_native_rnn_contract fails loudly if their signatu
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from . import DirectionMasks, DirectionParams, RecurrentSpec, RunResult, reverse_within_lengths
+from . import (
+    DirectionMasks,
+    DirectionParams,
+    RecurrentSpec,
+    RunResult,
+    reverse_within_lengths,
+)
 
 
 def native_rnn(
@@ -90,12 +99,12 @@ def run(
     on the CPU, for a bidirectional stack with lengths (each direction runs on its own).
     """
     # Decided once for the whole stack, so that every call below agrees.
-    segmented = lengths is not None and x.device.type == "cpu" and _segments_pay(
-        x, lengths, params)
+    path = _lengths_path(x, lengths, params)
+    segmented = path != "packed"  # each direction on its own
     if not ((training and spec.dropout > 0 and spec.num_layers > 1)
             or (segmented and spec.bidirectional)):
         return RunResult(*_run_layers(x, lengths, hx, params, masks, spec, spec.num_layers,
-                                      spec.bidirectional, segmented))
+                                      spec.bidirectional, path, training))
     D = spec.num_directions
     h0, c0 = hx
     layer_input, h_n, c_n = x, [], []
@@ -109,7 +118,7 @@ def run(
                 inp = reverse_within_lengths(layer_input, lengths) if reverse else layer_input
                 state = (h0[k:k + 1], None if c0 is None else c0[k:k + 1])
                 out, h, c = _run_layers(inp, lengths, state, params[k:k + 1], masks[k:k + 1],
-                                        spec, 1, False, True)
+                                        spec, 1, False, path, training)
                 outputs.append(reverse_within_lengths(out, lengths) if reverse else out)
                 h_n.append(h)
                 c_n.append(c)
@@ -118,7 +127,7 @@ def run(
             state = (h0[start:stop], None if c0 is None else c0[start:stop])
             layer_input, h, c = _run_layers(layer_input, lengths, state, params[start:stop],
                                             masks[start:stop], spec, 1, spec.bidirectional,
-                                            segmented)
+                                            path, training)
             h_n.append(h)
             c_n.append(c)
     c_final = None if c0 is None else torch.cat(c_n)
@@ -134,15 +143,19 @@ def _run_layers(
     spec: RecurrentSpec,
     num_layers: int,
     bidirectional: bool,
-    segmented: bool = False,
+    path: str = "packed",
+    training: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """torch's kernel over these layer-directions: dense, in segments (unidirectional only,
-    on ``segmented``) or packed."""
+    """torch's kernel over these layer-directions: dense, or with lengths as ``path`` says
+    (see _lengths_path; "tail" and "segments" unidirectional only)."""
     flat = _flat_weights(params, masks)
     args = (flat, spec.bias, num_layers, bidirectional)
     if lengths is None:
         return native_rnn(spec.mode, x, None, hx, *args)
-    if segmented and not bidirectional:
+    if path in ("tail", "scan") and not bidirectional:
+        tail = replace(spec, num_layers=num_layers, bidirectional=False, dropout=0.0)
+        return _run_tail(x, lengths, hx, params, masks, tail, training, args, path == "tail")
+    if path == "segments" and not bidirectional:
         return _run_segments(spec.mode, x, lengths, hx, *args)
     T = x.shape[0]
     packed = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
@@ -157,21 +170,67 @@ def _run_layers(
     return out, h_n, c_n
 
 
-def _segments_pay(x: Tensor, lengths: Tensor, params: list[DirectionParams]) -> bool:
-    """Whether dense segments beat torch's packed kernel for this batch, by a cost model fitted
-    to benchmarks/rnn_speed.py on the 2-core CPU: a dense oneDNN call costs ~150 us plus the
-    preparation of its weights (~0.8 ns a weight) plus its arithmetic (~400 GFLOP/s forward and
-    backward); the packed kernel does the same arithmetic about 3x slower in one call. So
-    segments win on long, wide batches and lose on small ones, where calls dominate."""
+def _lengths_path(x: Tensor, lengths: Tensor | None, params: list[DirectionParams]) -> str:
+    """How torch's kernel runs a batch with lengths, the cheapest by a cost model fitted to
+    benchmarks/rnn_speed.py on the 2-core CPU (README, "Speed"):
+
+    - "packed": torch's PackedSequence kernel; one call, but on the CPU it leaves oneDNN for
+      a generic kernel about 3x slower (pytorch#149194). On CUDA cuDNN's is fast: always.
+    - "segments": the rows sorted by length and the time axis cut at each distinct length,
+      each piece one dense call; a call costs ~150 us plus the preparation of its weights
+      (~0.8 ns a weight), the arithmetic ~400 GFLOP/s forward and backward.
+    - "tail": one dense call for the m = min(lengths) steps every row runs, the ragged rest on
+      the scan engine's compiled loops (where they run), which skip padded rows but cost about
+      1.4x the dense kernel over the rest's T - m steps of all rows (their input projection
+      and weight gradients are computed for every row).
+    - "scan": the compiled loops alone (a tail with m = 0), for small batches where every call
+      into torch's kernel costs more than the arithmetic.
+    """
+    if lengths is None or x.device.type != "cpu":
+        return "packed"
+    from . import scan  # imported late: scan imports this package
+
     weights = sum(w.numel() for p in params for w in (p.w_ih, p.w_hh, p.w_hr)
                   if w is not None)  # the whole stack's
-    T, B, _ = x.shape
-    steps = float(lengths.sum())  # row-steps actually computed
-    arithmetic = 6.0 * weights * steps / 4e11  # seconds, forward + backward
+    B = x.shape[1]
     per_call = 1.5e-4 + 0.8e-9 * weights * 2
-    segments = len(torch.unique(lengths)) * per_call + arithmetic
-    packed = per_call + 3.0 * arithmetic
-    return segments < packed
+
+    def arithmetic(row_steps: float) -> float:  # seconds, forward + backward
+        return 6.0 * weights * row_steps / 4e11
+
+    steps = float(lengths.sum())  # row-steps actually computed
+    m, longest = int(lengths.min()), int(lengths.max())
+    costs = {"packed": per_call + 3.0 * arithmetic(steps),
+             "segments": len(torch.unique(lengths)) * per_call + arithmetic(steps)}
+    if scan.compiled_loops_run(x):
+        costs["tail"] = 2 * per_call + arithmetic(m * B) + 1.4 * arithmetic((longest - m) * B)
+        costs["scan"] = per_call + 1.4 * arithmetic(longest * B)
+    return min(costs, key=costs.get)
+
+
+def _run_tail(x: Tensor, lengths: Tensor, hx, params: list[DirectionParams],
+              masks: list[DirectionMasks], spec: RecurrentSpec, training: bool,
+              args: tuple, prefix: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Variable lengths, unidirectional, on the CPU: with ``prefix``, the first m = min(lengths)
+    steps, which every row runs, in one dense call of torch's kernel; the ragged rest (all of
+    it without ``prefix``) from its states on the scan engine's compiled loops, which multiply
+    only the rows still running at each step (no padded step is computed, no call per
+    distinct length is made). ``spec`` describes these layers alone (no dropout between them:
+    run() splits the stack where it acts)."""
+    from . import scan  # imported late: scan imports this package
+
+    T = x.shape[0]
+    m = int(lengths.min()) if prefix else 0
+    longest = int(lengths.max())
+    out, h, c = None, *hx
+    if m > 0:
+        out, h, c = native_rnn(spec.mode, x[:m], None, hx, *args)  # (m, B, R), (L, B, R), ...
+    if longest > m:  # the steps some row still runs
+        rest, h, c = scan.run(x[m:longest], lengths - m, (h, c), params, masks, spec, training)
+        out = rest if out is None else torch.cat([out, rest])
+    if longest < T:
+        out = F.pad(out, (0, 0, 0, 0, 0, T - longest))  # (T, B, R)
+    return out, h, c
 
 
 def _run_segments(mode: str, x: Tensor, lengths: Tensor, hx, flat, has_biases: bool,

@@ -78,16 +78,21 @@ def build(verbose: bool = False) -> Path:
 
 
 def _probe() -> None:
-    """Run one tiny step through the library and check it against torch's own LSTM cell."""
+    """Run one tiny step through the library and check it against torch's own LSTM cell.
+
+    It happens inside a user's first forward pass: it must not draw from the global random
+    stream, or the masks drawn after it would differ from those of a run without the probe.
+    """
     g = torch.Generator().manual_seed(0)
     x, h, c = (torch.randn(2, k, generator=g) for k in (3, 4, 4))
-    cell = torch.nn.LSTMCell(3, 4)
+    with torch.random.fork_rng(devices=[]):  # the cell's initialisation draws from it
+        cell = torch.nn.LSTMCell(3, 4)
     with torch.no_grad():
         want_h, want_c = cell(x, (h, c))
         xg = (x @ cell.weight_ih.t() + cell.bias_ih + cell.bias_hh).unsqueeze(0)
         got = torch.ops.lstmkit_native.lstm_forward(
             xg, h, c, cell.weight_hh, None, None, None, None, None, None, None, None, None,
-            None, False)
+            None, [], False)
     if not (torch.allclose(got[0][1], want_h, atol=1e-5)
             and torch.allclose(got[1], want_c, atol=1e-5)):
         raise RuntimeError("the compiled LSTM step disagrees with torch.nn.LSTMCell")

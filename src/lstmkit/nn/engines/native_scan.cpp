@@ -229,13 +229,25 @@ inline void mask_row(const S* h, const S* mask, S* out, int64_t n) {
 }
 
 // The gradient reaching a state from the step after it: d_rec ⊙ mask (d_rec = dL/d(h_in) through
-// W_hh; no mask: d_rec) + carry (the paths around W_hh) + grad (dL/dh from the output; or null).
+// W_hh; no mask: d_rec; null: none) + carry (the paths around W_hh) + grad (dL/dh from the
+// output; or null).
 template <typename S>
 inline void state_grad(const S* d_rec, const S* mask, const S* carry, const S* grad, S* out,
                        int64_t n) {
   for (int64_t j = 0; j < n; ++j) {
-    out[j] = (mask ? d_rec[j] * mask[j] : d_rec[j]) + carry[j] + (grad ? grad[j] : S(0));
+    const S rec = d_rec == nullptr ? S(0) : (mask ? d_rec[j] * mask[j] : d_rec[j]);
+    out[j] = rec + carry[j] + (grad ? grad[j] : S(0));
   }
+}
+
+// state_grad over B rows of width w when only the first n_rec rows of d_rec exist (the rows
+// that ran at the next step; the others passed it by).
+template <typename S>
+inline void state_grad_rows(const S* d_rec, int64_t n_rec, const S* mask, const S* carry,
+                            const S* grad, S* out, int64_t B, int64_t w) {
+  state_grad(d_rec, mask, carry, grad, out, n_rec * w);
+  const int64_t o = n_rec * w;
+  state_grad<S>(nullptr, nullptr, carry + o, grad ? grad + o : nullptr, out + o, (B - n_rec) * w);
 }
 
 // Rows per parallel chunk: about 16k values of work each, so small steps stay on one thread.
@@ -243,6 +255,24 @@ inline int64_t grain(int64_t width) { return std::max<int64_t>(1, 16384 / std::m
 
 Tensor empty_if(bool keep, at::IntArrayRef sizes, const Tensor& like) {
   return keep ? like.new_empty(sizes) : like.new_empty({0});
+}
+
+// Variable lengths: the batch rows are sorted longest first, and active[t] rows still run at
+// step t (empty: all B). Rows past their length are skipped: the forward carries their state
+// unchanged and zeroes what backward reads of them; the backward passes their gradient by.
+inline int64_t rows_at(at::IntArrayRef active, int64_t t, int64_t B) {
+  return active.empty() ? B : active[t];
+}
+
+// Rows [n, B) of a (B, width) buffer: zeroed (buffers backward reads) or copied from src.
+template <typename S>
+inline void zero_rows(S* p, int64_t n, int64_t B, int64_t width) {
+  if (p != nullptr) std::fill(p + n * width, p + B * width, S(0));
+}
+
+template <typename S>
+inline void copy_rows(const S* src, S* dst, int64_t n, int64_t B, int64_t width) {
+  std::copy(src + n * width, src + B * width, dst + n * width);
 }
 
 // ---- LSTM ---------------------------------------------------------------------------------
@@ -339,7 +369,7 @@ std::vector<Tensor> lstm_forward(const Tensor& xg, const Tensor& h0, const Tenso
                                  const OptTensor& w_hr_, const OptTensor& w_hr_packed,
                                  const OptTensor& ln_cw_, const OptTensor& ln_cb_,
                                  const OptTensor& mask_, const OptTensor& keep_h_,
-                                 const OptTensor& keep_c_, bool save) {
+                                 const OptTensor& keep_c_, at::IntArrayRef active, bool save) {
   at::NoGradGuard no_grad;
   const int64_t T = xg.size(0), B = xg.size(1), G = xg.size(2), H = G / 4, R = h0.size(1);
   const Tensor *b_hh = ptr_or_null(b_hh_), *ln_hh = ptr_or_null(ln_hh_),
@@ -379,7 +409,7 @@ std::vector<Tensor> lstm_forward(const Tensor& xg, const Tensor& h0, const Tenso
             *kh_p = data_or_null<S>(keep_h), *kc_p = data_or_null<S>(keep_c);
     S *h_p = h_all.data_ptr<S>(), *c_p = c_all.data_ptr<S>();
     for (int64_t t = 0; t < T; ++t) {
-      const int64_t k = save ? t : 0;
+      const int64_t k = save ? t : 0, n = rows_at(active, t, B);
       const int64_t c_in = save ? t : t % 2, c_out = save ? t + 1 : (t + 1) % 2;
       p.h_prev = h_p + t * BR;
       p.h_next = h_p + (t + 1) * BR;
@@ -389,9 +419,10 @@ std::vector<Tensor> lstm_forward(const Tensor& xg, const Tensor& h0, const Tenso
         S* hi = h_in.data_ptr<S>();
         mask_row(p.h_prev, mask_p, hi, BR);
       }
+      h_in = h_in.narrow(0, 0, n);
       Tensor pre, raw;  // pre: xg + W_hh h_in; raw: W_hh h_in (layer norm)
       if (ln_hh == nullptr) {
-        const Tensor xg_t = xg.select(0, t);
+        const Tensor xg_t = xg.select(0, t).narrow(0, 0, n);
         pre = mm_nt(h_in, rec, &xg_t);
       } else {
         raw = mm_nt(h_in, rec);
@@ -409,10 +440,20 @@ std::vector<Tensor> lstm_forward(const Tensor& xg, const Tensor& h0, const Tenso
       p.tanh_c = tanh_c.data_ptr<S>() + k * BH;
       p.kh = kh_p ? kh_p + t * BR : nullptr;
       p.kc = kc_p ? kc_p + t * BH : nullptr;
-      at::parallel_for(0, B, grain(G), [&](int64_t b0, int64_t b1) { lstm_step_rows(p, b0, b1); });
+      at::parallel_for(0, n, grain(G), [&](int64_t b0, int64_t b1) { lstm_step_rows(p, b0, b1); });
       if (w_hr != nullptr) {
-        Tensor h_new = mm_nt(r_buf, *proj);  // (B, P)
-        keep_lerp<S>(h_new.data_ptr<S>(), p.h_prev, p.kh, p.h_next, BR);
+        Tensor h_new = mm_nt(r_buf.narrow(0, 0, n), *proj);  // (n, P)
+        keep_lerp<S>(h_new.data_ptr<S>(), p.h_prev, p.kh, p.h_next, n * R);
+      }
+      if (n < B) {  // rows past their length: state carried, saved buffers zeroed
+        copy_rows<S>(p.h_prev, p.h_next, n, B, R);
+        copy_rows<S>(p.c_prev, p.c_next, n, B, H);
+        zero_rows(p.act, n, B, G);
+        zero_rows(p.tanh_c, n, B, H);
+        zero_rows(p.xhat_h, n, B, G);
+        zero_rows(p.rstd_h, n, B, 1);
+        zero_rows(p.xhat_c, n, B, H);
+        zero_rows(p.rstd_c, n, B, 1);
       }
     }
   });
@@ -487,7 +528,7 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_hs, const Tensor& grad_c_n,
                                   const OptTensor& w_hr_t_packed, const OptTensor& ln_cw_,
                                   const OptTensor& xhat_c_, const OptTensor& rstd_c_,
                                   const OptTensor& mask_, const OptTensor& keep_h_,
-                                  const OptTensor& keep_c_) {
+                                  const OptTensor& keep_c_, at::IntArrayRef active) {
   at::NoGradGuard no_grad;
   const int64_t T = acts.size(0), B = acts.size(1), G = acts.size(2), H = G / 4,
                 R = grad_hs.size(2);
@@ -518,27 +559,35 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_hs, const Tensor& grad_c_n,
     const S *gh_p = grad_hs.data_ptr<S>(), *mask_p = data_or_null<S>(mask),
             *kh_p = data_or_null<S>(keep_h), *kc_p = data_or_null<S>(keep_c);
     S *dh_p = dh.data_ptr<S>(), *cy = carry.data_ptr<S>();
+    int64_t n_rec = B;  // rows of d_rec: those that ran at step t + 1
     for (int64_t t = T - 1; t >= 0; --t) {
-      state_grad(d_rec.data_ptr<S>(), mask_p, cy, gh_p + t * BR, dh_p, BR);
+      const int64_t n = rows_at(active, t, B);
+      state_grad_rows(d_rec.data_ptr<S>(), n_rec, mask_p, cy, gh_p + t * BR, dh_p, B, R);
       if (kh_p != nullptr) {  // zoneout keeps a part of h_{t-1}: its gradient goes round
         const S* kh = kh_p + t * BR;
-        for (int64_t j = 0; j < BR; ++j) {
+        for (int64_t j = 0; j < n * R; ++j) {
           cy[j] = dh_p[j] * kh[j];
           dh_p[j] *= S(1) - kh[j];
         }
+      } else if (!active.empty()) {  // what a row carried while past its length is spent
+        std::fill(cy, cy + n * R, S(0));
+      }
+      if (n < B) {  // rows past their length pass their whole gradient to h_{t-1}
+        std::copy(dh_p + n * R, dh_p + BR, cy + n * R);
+        std::fill(dh_p + n * R, dh_p + BR, S(0));
       }
       if (kc_p != nullptr) {
         const S* kc = kc_p + t * BH;
         S *d = p.dc, *dp = dc_prev.data_ptr<S>();
-        for (int64_t j = 0; j < BH; ++j) {
+        for (int64_t j = 0; j < n * H; ++j) {
           dp[j] = d[j] * kc[j];
           d[j] *= S(1) - kc[j];
         }
       }
-      Tensor dr = dh;
+      Tensor dr = dh.narrow(0, 0, n);
       if (w_hr_t != nullptr) {
         std::copy(dh_p, dh_p + BR, d_h_new.data_ptr<S>() + t * BR);
-        dr = mm_nt(dh, *proj);  // (B, H)
+        dr = mm_nt(dr, *proj);  // (n, H)
       }
       p.dr = dr.data_ptr<S>();
       p.act = acts.data_ptr<S>() + t * BG;
@@ -551,10 +600,16 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_hs, const Tensor& grad_c_n,
       p.xhat_h = ln_hh ? xhat_h_->data_ptr<S>() + t * BG : nullptr;
       p.rstd_h = ln_hh ? rstd_h_->data_ptr<S>() + t * B : nullptr;
       p.d_raw = d_raw.data_ptr<S>() + t * BG;
-      at::parallel_for(0, B, grain(G), [&](int64_t b0, int64_t b1) { lstm_backward_rows(p, b0, b1); });
-      d_rec = mm_nt(d_raw.select(0, t), rec);  // (B, R)
+      at::parallel_for(0, n, grain(G), [&](int64_t b0, int64_t b1) { lstm_backward_rows(p, b0, b1); });
+      if (n < B) {
+        zero_rows(p.d_gates, n, B, G);
+        if (ln_hh != nullptr) zero_rows(p.d_raw, n, B, G);
+        zero_rows(p.d_c_hat, n, B, H);
+      }
+      d_rec = mm_nt(d_raw.select(0, t).narrow(0, 0, n), rec);  // (n, R)
+      n_rec = n;
     }
-    state_grad<S>(d_rec.data_ptr<S>(), mask_p, cy, nullptr, dh_p, BR);
+    state_grad_rows<S>(d_rec.data_ptr<S>(), n_rec, mask_p, cy, nullptr, dh_p, B, R);
   });
   Tensor none = acts.new_empty({0});
   return {d_gates, ln_hh ? d_raw : none, d_h_new, d_c_hat, dh, dc};
@@ -650,7 +705,8 @@ std::vector<Tensor> gru_forward(const Tensor& xg, const Tensor& h0, const Tensor
                                 const OptTensor& w_a_packed, const OptTensor& w_b_,
                                 const OptTensor& w_b_packed, const OptTensor& b_hh_,
                                 const OptTensor& ln_hh_, const OptTensor& mask_,
-                                const OptTensor& keep_h_, bool reset_after, bool save) {
+                                const OptTensor& keep_h_, bool reset_after,
+                                at::IntArrayRef active, bool save) {
   at::NoGradGuard no_grad;
   const int64_t T = xg.size(0), B = xg.size(1), G = xg.size(2), H = G / 3;
   const Tensor *b_hh = ptr_or_null(b_hh_), *ln_hh = ptr_or_null(ln_hh_),
@@ -676,7 +732,7 @@ std::vector<Tensor> gru_forward(const Tensor& xg, const Tensor& h0, const Tensor
     const S *mask_p = data_or_null<S>(mask), *kh_p = data_or_null<S>(keep_h);
     S* h_p = h_all.data_ptr<S>();
     for (int64_t t = 0; t < T; ++t) {
-      const int64_t k = save ? t : 0;
+      const int64_t k = save ? t : 0, n = rows_at(active, t, B);
       p.h_prev = h_p + t * BH;
       p.h_next = h_p + (t + 1) * BH;
       Tensor h_in = h_all.select(0, t);
@@ -692,16 +748,23 @@ std::vector<Tensor> gru_forward(const Tensor& xg, const Tensor& h0, const Tensor
       p.rzn = rzn.data_ptr<S>() + k * BG;
       p.rec = rec.data_ptr<S>() + k * rec.size(1) * rec.size(2);
       p.kh = kh_p ? kh_p + t * BH : nullptr;
-      Tensor raw = mm_nt(h_in, prod_a);
+      Tensor raw = mm_nt(h_in.narrow(0, 0, n), prod_a);
       p.raw = raw.data_ptr<S>();
       if (reset_after) {
-        at::parallel_for(0, B, grain(G), [&](int64_t b0, int64_t b1) { gru_after_rows(p, b0, b1); });
-        continue;
+        at::parallel_for(0, n, grain(G), [&](int64_t b0, int64_t b1) { gru_after_rows(p, b0, b1); });
+      } else {
+        at::parallel_for(0, n, grain(G), [&](int64_t b0, int64_t b1) { gru_before_rz_rows(p, b0, b1); });
+        Tensor raw_n = mm_nt(rec.select(0, k).narrow(0, 0, n), *prod_b);  // W_hn s
+        p.raw = raw_n.data_ptr<S>();
+        at::parallel_for(0, n, grain(G), [&](int64_t b0, int64_t b1) { gru_before_n_rows(p, b0, b1); });
       }
-      at::parallel_for(0, B, grain(G), [&](int64_t b0, int64_t b1) { gru_before_rz_rows(p, b0, b1); });
-      Tensor raw_n = mm_nt(rec.select(0, k), *prod_b);  // W_hn s
-      p.raw = raw_n.data_ptr<S>();
-      at::parallel_for(0, B, grain(G), [&](int64_t b0, int64_t b1) { gru_before_n_rows(p, b0, b1); });
+      if (n < B) {  // rows past their length: state carried, saved buffers zeroed
+        copy_rows<S>(p.h_prev, p.h_next, n, B, H);
+        zero_rows(p.rzn, n, B, G);
+        zero_rows(p.rec, n, B, rec.size(2));
+        zero_rows(p.xhat, n, B, G);
+        zero_rows(p.rstd, n, B, 2);
+      }
     }
   });
   Tensor none = xg.new_empty({0});
@@ -802,7 +865,8 @@ std::vector<Tensor> gru_backward(const Tensor& grad_hs, const Tensor& h_all, con
                                  const OptTensor& w_b_t_, const OptTensor& w_b_t_packed,
                                  const OptTensor& ln_hh_, const OptTensor& xhat_,
                                  const OptTensor& rstd_, const OptTensor& mask_,
-                                 const OptTensor& keep_h_, bool reset_after) {
+                                 const OptTensor& keep_h_, bool reset_after,
+                                 at::IntArrayRef active) {
   at::NoGradGuard no_grad;
   const int64_t T = rzn.size(0), B = rzn.size(1), G = rzn.size(2), H = G / 3;
   const Tensor *ln_hh = ptr_or_null(ln_hh_), *mask = ptr_or_null(mask_),
@@ -827,8 +891,11 @@ std::vector<Tensor> gru_backward(const Tensor& grad_hs, const Tensor& h_all, con
     p.ln_hh = data_or_null<S>(ln_hh);
     const S *gh_p = grad_hs.data_ptr<S>(), *mask_p = data_or_null<S>(mask),
             *kh_p = data_or_null<S>(keep_h);
+    int64_t n_rec = B;  // rows of d_rec: those that ran at step t + 1
     for (int64_t t = T - 1; t >= 0; --t) {
-      state_grad(d_rec.data_ptr<S>(), mask_p, p.carry, gh_p + t * BH, d_in.data_ptr<S>(), BH);
+      const int64_t n = rows_at(active, t, B);
+      state_grad_rows(d_rec.data_ptr<S>(), n_rec, mask_p, p.carry, gh_p + t * BH,
+                      d_in.data_ptr<S>(), B, H);
       p.kh = kh_p ? kh_p + t * BH : nullptr;
       p.rzn = rzn.data_ptr<S>() + t * BG;
       p.rec = rec.data_ptr<S>() + t * rec.size(1) * rec.size(2);
@@ -839,24 +906,33 @@ std::vector<Tensor> gru_backward(const Tensor& grad_hs, const Tensor& h_all, con
       p.d_x = d_x.data_ptr<S>() + t * BG;
       p.d_hg = d_hg.data_ptr<S>() + t * BG;
       p.d_raw = d_raw.data_ptr<S>() + t * BG;
+      if (n < B) {  // rows past their length pass their whole gradient to h_{t-1}
+        copy_rows<S>(p.d_in, p.carry, n, B, H);
+        zero_rows(p.d_x, n, B, G);
+        if (reset_after) zero_rows(p.d_hg, n, B, G);
+        if (ln_hh != nullptr) zero_rows(p.d_raw, n, B, G);
+      }
+      const Tensor d_raw_t = d_raw.select(0, t).narrow(0, 0, n);
+      n_rec = n;
       if (reset_after) {
-        at::parallel_for(0, B, grain(G), [&](int64_t b0, int64_t b1) { gru_after_backward_rows(p, b0, b1); });
-        d_rec = mm_nt(d_raw.select(0, t), prod_a);  // (B, H)
+        at::parallel_for(0, n, grain(G), [&](int64_t b0, int64_t b1) { gru_after_backward_rows(p, b0, b1); });
+        d_rec = mm_nt(d_raw_t, prod_a);  // (n, H)
         continue;
       }
-      at::parallel_for(0, B, grain(G), [&](int64_t b0, int64_t b1) { gru_before_n_backward_rows(p, b0, b1); });
-      Tensor ds = mm_nt(d_raw.select(0, t).narrow(1, 2 * H, H), *prod_b);  // dL/ds (B, H)
+      at::parallel_for(0, n, grain(G), [&](int64_t b0, int64_t b1) { gru_before_n_backward_rows(p, b0, b1); });
+      Tensor ds = mm_nt(d_raw_t.narrow(1, 2 * H, H), *prod_b);  // dL/ds (n, H)
       p.ds = ds.data_ptr<S>();
-      at::parallel_for(0, B, grain(G), [&](int64_t b0, int64_t b1) { gru_before_rz_backward_rows(p, b0, b1); });
-      d_rec = mm_nt(d_raw.select(0, t).narrow(1, 0, 2 * H), prod_a);  // (B, H)
+      at::parallel_for(0, n, grain(G), [&](int64_t b0, int64_t b1) { gru_before_rz_backward_rows(p, b0, b1); });
+      d_rec = mm_nt(d_raw_t.narrow(1, 0, 2 * H), prod_a);  // (n, H)
       S* drp = d_rec.data_ptr<S>();
       const S* dsp = p.ds;
-      for (int64_t b = 0; b < B; ++b) {
+      for (int64_t b = 0; b < n; ++b) {
         const S* r = p.rzn + b * G;
         for (int64_t j = 0; j < H; ++j) drp[b * H + j] += dsp[b * H + j] * r[j];
       }
     }
-    state_grad<S>(d_rec.data_ptr<S>(), mask_p, p.carry, nullptr, dh.data_ptr<S>(), BH);
+    state_grad_rows<S>(d_rec.data_ptr<S>(), n_rec, mask_p, p.carry, nullptr, dh.data_ptr<S>(), B,
+                       H);
   });
   Tensor none = rzn.new_empty({0});
   return {d_x, reset_after ? d_hg : none, ln_hh ? d_raw : none, dh};
@@ -868,20 +944,21 @@ TORCH_LIBRARY(lstmkit_native, m) {
   m.def(
       "lstm_forward(Tensor xg, Tensor h0, Tensor c0, Tensor w_hh, Tensor? w_hh_packed, "
       "Tensor? b_hh, Tensor? ln_hh, Tensor? w_hr, Tensor? w_hr_packed, Tensor? ln_cw, Tensor? ln_cb, "
-      "Tensor? mask, Tensor? keep_h, Tensor? keep_c, bool save) -> Tensor[]");
+      "Tensor? mask, Tensor? keep_h, Tensor? keep_c, int[] active, bool save) -> Tensor[]");
   m.def(
       "lstm_backward(Tensor grad_hs, Tensor grad_c_n, Tensor c_all, Tensor acts, "
       "Tensor tanh_c, Tensor w_hh_t, Tensor? w_hh_t_packed, Tensor? ln_hh, Tensor? xhat_h, "
       "Tensor? rstd_h, Tensor? w_hr_t, Tensor? w_hr_t_packed, Tensor? ln_cw, Tensor? xhat_c, "
-      "Tensor? rstd_c, Tensor? mask, Tensor? keep_h, Tensor? keep_c) -> Tensor[]");
+      "Tensor? rstd_c, Tensor? mask, Tensor? keep_h, Tensor? keep_c, int[] active) -> Tensor[]");
   m.def(
       "gru_forward(Tensor xg, Tensor h0, Tensor w_a, Tensor? w_a_packed, Tensor? w_b, "
       "Tensor? w_b_packed, Tensor? b_hh, Tensor? ln_hh, Tensor? mask, Tensor? keep_h, "
-      "bool reset_after, bool save) -> Tensor[]");
+      "bool reset_after, int[] active, bool save) -> Tensor[]");
   m.def(
       "gru_backward(Tensor grad_hs, Tensor h_all, Tensor rzn, Tensor rec, Tensor? h_in_all, "
       "Tensor w_a_t, Tensor? w_a_t_packed, Tensor? w_b_t, Tensor? w_b_t_packed, Tensor? ln_hh, "
-      "Tensor? xhat, Tensor? rstd, Tensor? mask, Tensor? keep_h, bool reset_after) -> Tensor[]");
+      "Tensor? xhat, Tensor? rstd, Tensor? mask, Tensor? keep_h, bool reset_after, "
+      "int[] active) -> Tensor[]");
 }
 
 TORCH_LIBRARY_IMPL(lstmkit_native, CompositeExplicitAutograd, m) {

@@ -28,6 +28,8 @@ and the epilogue (weight gradients as GEMMs) are shared.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -56,7 +58,16 @@ def run(
     training: bool,
 ) -> RunResult:
     """Run the stack over x (T, B, F); see :func:`lstmkit.nn.engines.run_stack`."""
-    return run_stack(_run_direction, x, lengths, hx, params, masks, spec, training)
+    skip = lengths is not None and compiled_loops_run(x)
+    runner = partial(_run_direction, skip_padding=True) if skip else _run_direction
+    return run_stack(runner, x, lengths, hx, params, masks, spec, training)
+
+
+def _rows_of(t: Tensor | None, rows: Tensor | None, dim: int) -> Tensor | None:
+    """A per-row tensor reordered like the batch; shared ones (size 1 on ``dim``) as they are."""
+    if t is None or rows is None or t.shape[dim] == 1:
+        return t
+    return t.index_select(dim, rows)
 
 
 def _reverse_mask(mask: Tensor | None, lengths: Tensor | None) -> Tensor | None:
@@ -85,7 +96,11 @@ def _run_direction(
     spec: RecurrentSpec,
     training: bool,
     reverse: bool,
+    skip_padding: bool = False,
 ) -> DirectionResult:
+    """One layer-direction. ``skip_padding`` (rows sorted longest first, compiled loops): the
+    loops run only the rows inside their length at each step, instead of every row with a
+    keep fraction of 1 at padded steps."""
     T, B, F_in = x.shape
     zoneout_h, zoneout_c = m.zoneout_h, m.zoneout_c
     if reverse:
@@ -95,7 +110,20 @@ def _run_direction(
     if lengths is not None:
         steps = torch.arange(T, device=x.device).unsqueeze(1)  # (T, 1)
         valid = (steps < lengths.to(x.device).unsqueeze(0)).unsqueeze(2)  # (T, B, 1)
-    keep_h = _keep_fraction(zoneout_h, valid)
+    active = rows = None
+    if skip_padding:
+        # Longest rows first, so that the rows still running at step t are the first
+        # active[t]: the loops multiply only those and carry the others' state unchanged.
+        # Reordered here, per direction, so that the dropout between layers sees the rows in
+        # the caller's order (the same draws as the other engines).
+        order = torch.argsort(lengths, descending=True, stable=True)  # (B,), CPU
+        active = (lengths[order].unsqueeze(0) > torch.arange(T).unsqueeze(1)).sum(1).tolist()
+        if not bool((order == torch.arange(B)).all()):
+            rows = order.to(x.device)
+            x, h0, c0 = x.index_select(1, rows), h0.index_select(0, rows), _rows_of(c0, rows, 0)
+            m = m._replace(recurrent=_rows_of(m.recurrent, rows, 0))
+            zoneout_h, zoneout_c = _rows_of(zoneout_h, rows, 1), _rows_of(zoneout_c, rows, 1)
+    keep_h = _keep_fraction(zoneout_h, None if skip_padding else valid)
     keep_h = None if keep_h is None else keep_h.to(x.dtype)
     # The input projection of every step in one GEMM: (T*B, F) @ (F, G*H).
     xg = gemm.linear(x.reshape(T * B, F_in), p.w_ih)  # (T*B, G*H)
@@ -108,24 +136,27 @@ def _run_direction(
     save = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (xg, h0, c0, *p))
     if spec.mode == "lstm":
-        keep_c = _keep_fraction(zoneout_c, valid)
+        keep_c = _keep_fraction(zoneout_c, None if skip_padding else valid)
         keep_c = None if keep_c is None else keep_c.to(x.dtype)
         b_hh = p.b_hh
         if b_hh is not None and p.ln_hh is None:
             xg, b_hh = xg + b_hh, None  # outside a layer norm, b_hh simply adds to b_ih
         hs, c_n = _LSTMScan.apply(save, xg, h0, c0, p.w_hh, b_hh, p.ln_hh, p.w_hr, p.ln_cell_weight,
-                                  p.ln_cell_bias, m.recurrent, keep_h, keep_c)
+                                  p.ln_cell_bias, m.recurrent, keep_h, keep_c, active)
     else:
         hs = _GRUScan.apply(save, xg, h0, p.w_hh, p.b_hh, p.ln_hh, m.recurrent, keep_h,
-                            spec.reset_after)
+                            spec.reset_after, active)
         c_n = None
+    if rows is not None:  # back to the caller's row order
+        restore = torch.argsort(rows)
+        hs, c_n = hs.index_select(1, restore), _rows_of(c_n, restore, 0)
     output = hs if valid is None else hs * valid  # (T, B, R), zero at padded steps
     if reverse:
         output = reverse_within_lengths(output, lengths)
     return DirectionResult(output, hs[-1], c_n)
 
 
-def _use_native(xg: Tensor) -> bool:
+def compiled_loops_run(xg: Tensor) -> bool:
     """Whether the compiled loops (native.py) run this tensor's recurrence."""
     return (xg.device.type == "cpu" and xg.dtype in (torch.float32, torch.float64)
             and native.enabled() and native.available())
@@ -185,8 +216,10 @@ class _LSTMScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, save, xg, h0, c0, w_hh, b_hh, ln_hh, w_hr, ln_cw, ln_cb, mask, keep_h,
-                keep_c):
-        ctx.native = _use_native(xg)
+                keep_c, active=None):
+        # active (compiled loops only): rows running at each step, see _run_sorted.
+        ctx.native = compiled_loops_run(xg)
+        ctx.active = active or []
         if ctx.native:
             return _LSTMScan._native_forward(ctx, save, xg, h0, c0, w_hh, b_hh, ln_hh, w_hr,
                                              ln_cw, ln_cb, mask, keep_h, keep_c)
@@ -268,7 +301,8 @@ class _LSTMScan(torch.autograd.Function):
          rstd_c) = torch.ops.lstmkit_native.lstm_forward(
             xg.contiguous(), h0.contiguous(), c0.contiguous(), w_hh, w_rec.packed, b_hh, ln_hh,
             w_hr,
-            None if w_proj is None else w_proj.packed, ln_cw, ln_cb, mask, keep_h, keep_c, save)
+            None if w_proj is None else w_proj.packed, ln_cw, ln_cb, mask, keep_h, keep_c,
+            ctx.active, save)
         if save:
             ctx.save_for_backward(h_all, c_all, acts, tanh_c, h_in_all if mask is not None
                                   else None, w_hh, ln_hh, w_hr, ln_cw, mask, keep_h, keep_c,
@@ -291,7 +325,7 @@ class _LSTMScan(torch.autograd.Function):
                 grad_hs.contiguous(), grad_c_n.contiguous(), c_all, acts, tanh_c, w_hh_t,
                 gemm.Weight(w_hh_t, B).packed, ln_hh, xhat_h, rstd_h, w_hr_t,
                 None if w_hr_t is None else gemm.Weight(w_hr_t, B).packed, ln_cw, xhat_c,
-                rstd_c, mask, keep_h, keep_c)
+                rstd_c, mask, keep_h, keep_c, ctx.active)
             if ln_hh is None:
                 d_raw = d_gates
             return _LSTMScan._weight_grads(ctx, d_gates, d_raw, d_h_new, d_c_hat, dh, dc, h_all,
@@ -362,7 +396,7 @@ class _LSTMScan(torch.autograd.Function):
         d_ln_cw = _sum_bt(d_c_hat * xhat_c) if ln_cw is not None and need[7] else None
         d_ln_cb = _sum_bt(d_c_hat) if ln_cw is not None and need[8] else None
         return (None, d_gates, dh, dc, d_w_hh, d_b_hh, d_ln_hh, d_w_hr, d_ln_cw, d_ln_cb,
-                None, None, None)
+                None, None, None, None)
 
 
 class _GRUScan(torch.autograd.Function):
@@ -372,8 +406,9 @@ class _GRUScan(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, save, xg, h0, w_hh, b_hh, ln_hh, mask, keep_h, reset_after):
-        ctx.native = _use_native(xg)
+    def forward(ctx, save, xg, h0, w_hh, b_hh, ln_hh, mask, keep_h, reset_after, active=None):
+        ctx.native = compiled_loops_run(xg)
+        ctx.active = active or []
         if ctx.native:
             return _GRUScan._native_forward(ctx, save, xg, h0, w_hh, b_hh, ln_hh, mask, keep_h,
                                             reset_after)
@@ -435,7 +470,7 @@ class _GRUScan(torch.autograd.Function):
         packed_b = None if w_b is None else gemm.Weight(w_b, B).packed
         h_all, rzn, rec, h_in_all, xhat, rstd = torch.ops.lstmkit_native.gru_forward(
             xg.contiguous(), h0.contiguous(), w_a, gemm.Weight(w_a, B).packed, w_b, packed_b,
-            b_hh, ln_hh, mask, keep_h, reset_after, save)
+            b_hh, ln_hh, mask, keep_h, reset_after, ctx.active, save)
         if save:
             ctx.save_for_backward(h_all, rzn, rec, h_in_all if mask is not None else None, w_hh,
                                   ln_hh, mask, keep_h,
@@ -457,7 +492,7 @@ class _GRUScan(torch.autograd.Function):
                 grad_hs.contiguous(), h_all, rzn, rec, h_in_all, w_a_t,
                 gemm.Weight(w_a_t, B).packed, w_b_t,
                 None if w_b_t is None else gemm.Weight(w_b_t, B).packed, ln_hh, xhat, rstd,
-                mask, keep_h, ra)
+                mask, keep_h, ra, ctx.active)
             d_hg = d_hg if ra else d_x
             d_raw = d_raw if ln_hh is not None else d_hg
             return _GRUScan._weight_grads(ctx, d_x, d_hg, d_raw, dh, h_all, h_in_all, rec,
@@ -522,7 +557,7 @@ class _GRUScan(torch.autograd.Function):
                                 _gemm_bt(d_raw[..., 2 * H:], rec)])  # rec = s
         d_b_hh = _sum_bt(d_hg) if ctx.has_b_hh and need[3] else None
         d_ln = _sum_bt(d_hg * xhat) if ln_hh is not None and need[4] else None
-        return None, d_x, dh, d_w_hh, d_b_hh, d_ln, None, None, None
+        return None, d_x, dh, d_w_hh, d_b_hh, d_ln, None, None, None, None
 
 
 def _gru_recurrent(h_in, w, b_hh, ln_hh, ln_stats, t, cols, group, out=None):
