@@ -145,3 +145,41 @@ def test_loading_the_compiled_loops_leaves_the_global_random_stream_alone(fresh_
     torch.manual_seed(5)
     assert fresh_native.available()
     torch.testing.assert_close(torch.rand(4), want, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("batch", [1, 2, 5], ids=["gemv-1", "gemv-2", "library-product"])
+@pytest.mark.parametrize("options", [dict(), dict(bias=False), dict(zoneout=0.2)],
+                         ids=["plain", "no-bias", "zoneout"])
+def test_the_compiled_streaming_step_matches_the_cells(options, batch, dtype):
+    # LSTM.step() in inference runs one compiled call a layer (engines/stream.py); with the
+    # compiled loops off it runs lstmkit.nn.cells. Hidden 37 and input 11 leave vector tails.
+    layer = make_layer("lstm", input_size=11, hidden_size=37, num_layers=2, **options).eval()
+    layer = layer.to(dtype)
+    xs = torch.randn(6, batch, 11, dtype=dtype)
+
+    def stream():
+        state, ys = None, []
+        with torch.no_grad():
+            for x in xs:
+                y, state = layer.step(x, state)
+                ys.append(y)
+        return torch.stack(ys), state
+
+    got = stream()
+    before = native.set_enabled(False)
+    try:
+        want = stream()
+    finally:
+        native.set_enabled(before)
+    tol = dict(atol=1e-12, rtol=1e-10) if dtype == torch.float64 else dict(atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got, want, **tol)
+    assert got[0].abs().sum() > 0
+
+
+def test_the_streaming_step_builds_a_graph_when_one_is_wanted():
+    # Outside no_grad the compiled step (which has no backward) stands aside.
+    layer = make_layer("lstm", input_size=3, hidden_size=4).eval()
+    y, _ = layer.step(torch.randn(1, 3, dtype=torch.float64))
+    y.sum().backward()
+    assert layer.weight_ih_l0.grad is not None and layer.weight_ih_l0.grad.abs().sum() > 0

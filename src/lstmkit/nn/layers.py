@@ -26,6 +26,7 @@ from .engines import (
     RecurrentSpec,
     get_engine,
     select_engine,
+    stream,
 )
 
 __all__ = ["GRU", "LSTM"]
@@ -353,13 +354,17 @@ class _RecurrentLayer(nn.Module):
         inp, hs, cs = x, [], []
         params = self._direction_params()
         masks = self._draw_masks(spec, 1, x.shape[0], x)  # in forward()'s order, T = 1
+        compiled = stream.runs(x, params, self.mode, self.proj_size, self.layer_norm)
         for layer, (p, m) in enumerate(zip(params, masks, strict=True)):
             norm = (None if not self.layer_norm else
                     LayerNormParams(p.ln_ih, p.ln_hh, p.ln_cell_weight, p.ln_cell_bias))
             h_prev = h0[layer]
             if self.mode == "lstm":
-                h, c = lstm_cell(inp, h_prev, c0[layer], p.w_ih, p.w_hh, p.b_ih, p.b_hh,
-                                 p.w_hr, norm)
+                if compiled:  # the same maths in one compiled call (engines/stream.py)
+                    h, c = stream.lstm_step(inp, h_prev, c0[layer], p)
+                else:
+                    h, c = lstm_cell(inp, h_prev, c0[layer], p.w_ih, p.w_hh, p.b_ih, p.b_hh,
+                                     p.w_hr, norm)
                 if m.zoneout_c is not None:  # zoneout: keep the old value (draw or expectation)
                     c = c + m.zoneout_c[0] * (c0[layer] - c)
                 cs.append(c)

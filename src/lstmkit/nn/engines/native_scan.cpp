@@ -463,6 +463,98 @@ std::vector<Tensor> lstm_forward(const Tensor& xg, const Tensor& h0, const Tenso
   return {h_all, c_n, c_all, acts, tanh_c, h_in_all, xhat_h, rstd_h, xhat_c, rstd_c};
 }
 
+// y (M, N) = x1 (M, K1) @ w1.T + x2 (M, K2) @ w2.T + b1 + b2 (each (N,) or null) for a few rows
+// M, with w1 (N, K1) and
+// w2 (N, K2) as stored (row-major): dot products along the weights' rows, four outputs at a
+// time (four independent accumulators), the outputs split across the cores in fixed blocks.
+// Each weight is read once per call, in place: no transposed copy to keep in step with it.
+template <typename S>
+inline S dot_tail(const S* w, const S* x, int64_t k0, int64_t K) {
+  S acc(0);
+  for (int64_t k = k0; k < K; ++k) acc += w[k] * x[k];
+  return acc;
+}
+
+template <typename S>
+void two_gemv(const S* x1, const S* w1, int64_t K1, const S* x2, const S* w2, int64_t K2,
+              const S* b1, const S* b2, S* y, int64_t M, int64_t N) {
+  constexpr int64_t W = Vec<S>::size();
+  const auto add = [](Vec<S> a, Vec<S> b) { return a + b; };
+  at::parallel_for(0, (N + 3) / 4, 16, [&](int64_t q0, int64_t q1) {
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t q = q0; q < q1; ++q) {
+        const int64_t n0 = 4 * q, count = std::min<int64_t>(4, N - n0);
+        Vec<S> acc[4] = {Vec<S>(S(0)), Vec<S>(S(0)), Vec<S>(S(0)), Vec<S>(S(0))};
+        S tail[4] = {S(0), S(0), S(0), S(0)};
+        for (int part = 0; part < 2; ++part) {
+          const S* x = (part == 0 ? x1 : x2) + m * (part == 0 ? K1 : K2);
+          const S* w = part == 0 ? w1 : w2;
+          const int64_t K = part == 0 ? K1 : K2, body = K - K % W;
+          for (int64_t k = 0; k < body; k += W) {
+            const Vec<S> xv = Vec<S>::loadu(x + k);
+            for (int64_t i = 0; i < count; ++i) {
+              acc[i] = at::vec::fmadd(Vec<S>::loadu(w + (n0 + i) * K + k), xv, acc[i]);
+            }
+          }
+          for (int64_t i = 0; i < count; ++i) tail[i] += dot_tail(w + (n0 + i) * K, x, body, K);
+        }
+        for (int64_t i = 0; i < count; ++i) {
+          y[m * N + n0 + i] = at::vec::vec_reduce_all<S>(add, acc[i]) + tail[i] +
+                              (b1 == nullptr ? S(0) : b1[n0 + i]) +
+                              (b2 == nullptr ? S(0) : b2[n0 + i]);
+        }
+      }
+    }
+  });
+}
+
+// The streaming step of a plain LSTM layer (no projection, no layer norm), inference only:
+// x (B, F), h (B, H), c (B, H), the layer's weights and biases as they are (biases or None).
+// At a few rows the gates come from two_gemv; above, from the library's GEMMs. Then the gate
+// row kernel of the scan. Returns h', c' (B, H).
+std::vector<Tensor> lstm_cell_step(const Tensor& x_, const Tensor& h_, const Tensor& c_,
+                                   const Tensor& w_ih_, const Tensor& w_hh_,
+                                   const OptTensor& b_ih_, const OptTensor& b_hh_) {
+  at::NoGradGuard no_grad;
+  const Tensor x = x_.contiguous(), h = h_.contiguous(), c = c_.contiguous(),
+               w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous();
+  const int64_t B = x.size(0), G = w_hh.size(0), H = G / 4;
+  TORCH_CHECK(w_ih.size(1) == x.size(1) && w_hh.size(1) == H && h.size(1) == H &&
+                  c.size(1) == H && w_ih.size(0) == G,
+              "lstm_cell_step: expected x (B, F), h and c (B, H), w_ih (4H, F), w_hh (4H, H)");
+  const Tensor *b_ih = ptr_or_null(b_ih_), *b_hh = ptr_or_null(b_hh_);
+  Tensor pre;
+  if (B <= kSmallRows) {
+    pre = x.new_empty({B, G});
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_step_gemv", [&] {
+      two_gemv<scalar_t>(x.data_ptr<scalar_t>(), w_ih.data_ptr<scalar_t>(), x.size(1),
+                         h.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(), H,
+                         data_or_null<scalar_t>(b_ih), data_or_null<scalar_t>(b_hh),
+                         pre.data_ptr<scalar_t>(), B, G);
+    });
+  } else {
+    pre = b_ih == nullptr ? at::mm(x, w_ih.t()) : at::addmm(*b_ih, x, w_ih.t());
+    pre.addmm_(h, w_hh.t());
+    if (b_hh != nullptr) pre.add_(*b_hh);
+  }
+  Tensor act = x.new_empty({B, G}), tanh_c = x.new_empty({B, H});
+  Tensor h_next = x.new_empty({B, H}), c_next = x.new_empty({B, H});
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_lstm_cell_step", [&] {
+    using S = scalar_t;
+    LSTMStep<S> p;
+    p.H = H;
+    p.R = H;
+    p.pre = pre.data_ptr<S>();
+    p.act = act.data_ptr<S>();
+    p.c_prev = c.data_ptr<S>();
+    p.c_next = c_next.data_ptr<S>();
+    p.tanh_c = tanh_c.data_ptr<S>();
+    p.h_next = h_next.data_ptr<S>();
+    at::parallel_for(0, B, grain(G), [&](int64_t b0, int64_t b1) { lstm_step_rows(p, b0, b1); });
+  });
+  return {h_next, c_next};
+}
+
 // One backward step's pointers. dr = dL/d(o ⊙ tanh ĉ) (B, H); dc (B, H) is the cell gradient
 // already split by zoneout (dc_prev: the kept part, or null).
 template <typename S>
@@ -951,6 +1043,10 @@ TORCH_LIBRARY(lstmkit_native, m) {
       "Tensor? rstd_h, Tensor? w_hr_t, Tensor? w_hr_t_packed, Tensor? ln_cw, Tensor? xhat_c, "
       "Tensor? rstd_c, Tensor? mask, Tensor? keep_h, Tensor? keep_c, int[] active) -> Tensor[]");
   m.def(
+      "lstm_cell_step(Tensor x, Tensor h, Tensor c, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
+      "Tensor? b_hh) "
+      "-> Tensor[]");
+  m.def(
       "gru_forward(Tensor xg, Tensor h0, Tensor w_a, Tensor? w_a_packed, Tensor? w_b, "
       "Tensor? w_b_packed, Tensor? b_hh, Tensor? ln_hh, Tensor? mask, Tensor? keep_h, "
       "bool reset_after, int[] active, bool save) -> Tensor[]");
@@ -964,6 +1060,7 @@ TORCH_LIBRARY(lstmkit_native, m) {
 TORCH_LIBRARY_IMPL(lstmkit_native, CompositeExplicitAutograd, m) {
   m.impl("lstm_forward", &lstm_forward);
   m.impl("lstm_backward", &lstm_backward);
+  m.impl("lstm_cell_step", &lstm_cell_step);
   m.impl("gru_forward", &gru_forward);
   m.impl("gru_backward", &gru_backward);
 }
