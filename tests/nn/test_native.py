@@ -183,3 +183,23 @@ def test_the_streaming_step_builds_a_graph_when_one_is_wanted():
     y, _ = layer.step(torch.randn(1, 3, dtype=torch.float64))
     y.sum().backward()
     assert layer.weight_ih_l0.grad is not None and layer.weight_ih_l0.grad.abs().sum() > 0
+
+
+def test_weight_gradients_reach_onednn_matmul_and_agree_with_torch_mm():
+    # at::native::mkldnn_matmul is private to ATen, looked up by name (native_scan.cpp, mm_tn).
+    # If a torch release drops or changes it, mm_tn falls back to torch.mm silently, and the
+    # scan engine's weight gradients run at half speed on AMD CPUs: this test says so loudly.
+    from lstmkit.nn.engines import gemm
+
+    assert native.available()
+    if torch.backends.mkldnn.is_available():
+        assert torch.ops.lstmkit_native.onednn_matmul_found(), (
+            "at::native::mkldnn_matmul was not found or disagrees with at::mm in this torch; "
+            "see mm_tn in native_scan.cpp")
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(300, 96, generator=g), torch.randn(300, 64, generator=g)
+    want = a.double().t() @ b.double()
+    torch.testing.assert_close(gemm.mm_tn(a, b).double(), want, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(torch.ops.lstmkit_native.mm_tn(a[::2], b[::2]).double(),
+                               a[::2].double().t() @ b[::2].double(), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(gemm.mm_tn(a.double(), b.double()), want, atol=1e-12, rtol=0)

@@ -17,11 +17,13 @@ signature), every product falls back to the public ``torch.mm``/``torch.addmm`` 
 results. ``tests/nn/test_gemm.py`` fails loudly if the probe stops passing on a build that has
 oneDNN.
 
-What stays on ``torch.mm``: float64 and CUDA tensors, and products whose reduction runs over
-the rows, a.T @ b (the weight gradients): oneDNN's inner product would need both operands
-transposed in memory first, which costs more than MKL's whole product (a 1024 x 6400 copy takes
-13 ms, the product 8.5 ms through oneDNN and 16.6 ms through MKL, transposes included).
-Results through oneDNN differ from MKL's in the last bits (another summation order).
+What stays on ``torch.mm``: float64 and CUDA tensors. Products whose reduction runs over the
+rows, a.T @ b (the weight gradients), do not fit ``_linear_pointwise`` (both operands would
+have to be transposed in memory first, which costs more than MKL's whole product); oneDNN's
+matmul reads them through their strides, but torch keeps it inside ATen, so the scan engine's
+compiled loops (native_scan.cpp, ``mm_tn``) call it where they are built: 7.2 ms against MKL's
+16.3 for a (6400 x 1024).T @ (6400 x 256). Results through oneDNN differ from MKL's in the
+last bits (another summation order).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from . import native
 
 __all__ = ["MIN_ONEDNN_MACS", "ONEDNN", "Weight", "addmm_nt", "linear", "mm_nt", "mm_tn",
            "onednn_for", "onednn_pays"]
@@ -130,17 +134,23 @@ def addmm_nt(c: Tensor, x: Tensor, w: Tensor | Weight) -> Tensor:
 
 
 def mm_tn(a: Tensor, b: Tensor) -> Tensor:
-    """a.T @ b for a (K, M) and b (K, N): a weight gradient, always torch.mm (see above)."""
+    """a.T @ b for a (K, M) and b (K, N): a weight gradient. In float32 on the CPU, through
+    the compiled loops' ``mm_tn`` (oneDNN's matmul, reading a.T through its strides) where
+    they are built and the product is large enough; torch.mm otherwise (see above)."""
+    if (onednn_pays(a.shape[1], a.shape[0], b.shape[1], a.dtype, a.device)
+            and native.enabled() and native.available()):
+        return torch.ops.lstmkit_native.mm_tn(a, b)
     return a.t() @ b
 
 
 class _Linear(torch.autograd.Function):
-    """y = x @ w.T, with dL/dx through :func:`mm_nt` too."""
+    """y = x @ w.T (+ bias), with dL/dx through :func:`mm_nt` and dL/dw through :func:`mm_tn`."""
 
     @staticmethod
-    def forward(ctx, x, w):
+    def forward(ctx, x, w, bias):
         ctx.save_for_backward(x, w)
-        return mm_nt(x, w)
+        ctx.has_bias = bias is not None
+        return mm_nt(x, w, bias)
 
     @staticmethod
     @once_differentiable
@@ -148,14 +158,16 @@ class _Linear(torch.autograd.Function):
         x, w = ctx.saved_tensors
         dx = mm_nt(dy, w.t().contiguous()) if ctx.needs_input_grad[0] else None
         dw = mm_tn(dy, x) if ctx.needs_input_grad[1] else None
-        return dx, dw
+        db = dy.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return dx, dw, db
 
 
-def linear(x: Tensor, w: Tensor) -> Tensor:
-    """x @ w.T (x (M, K), w (N, K)), differentiable, through oneDNN where that is faster.
+def linear(x: Tensor, w: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x @ w.T (+ bias) (x (M, K), w (N, K), bias (N,)), differentiable, through oneDNN where
+    that is faster.
 
     Its backward gives first derivatives only, as the scan engine that uses it does.
     """
     if not onednn_pays(x.shape[0], x.shape[1], w.shape[0], x.dtype, x.device):
-        return torch.mm(x, w.t())
-    return _Linear.apply(x, w)
+        return torch.mm(x, w.t()) if bias is None else torch.addmm(bias, x, w.t())
+    return _Linear.apply(x, w, bias)

@@ -71,9 +71,9 @@ def build(verbose: bool = False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     _log.warning("lstmkit: compiling the scan engine's C++ loops (once per torch version, "
                  "about 10-30 s) into %s", path.parent)
-    cpp_extension.load(_name(), [str(SOURCE)], extra_cflags=_flags(), extra_ldflags=["-fopenmp"],
-                       build_directory=str(path.parent), is_python_module=False,
-                       verbose=verbose)
+    cpp_extension.load(_name(), [str(SOURCE)], extra_cflags=_flags(),
+                       extra_ldflags=["-fopenmp", "-ldl"], build_directory=str(path.parent),
+                       is_python_module=False, verbose=verbose)
     return path
 
 

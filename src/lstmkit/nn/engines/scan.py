@@ -125,12 +125,15 @@ def _run_direction(
             zoneout_h, zoneout_c = _rows_of(zoneout_h, rows, 1), _rows_of(zoneout_c, rows, 1)
     keep_h = _keep_fraction(zoneout_h, None if skip_padding else valid)
     keep_h = None if keep_h is None else keep_h.to(x.dtype)
-    # The input projection of every step in one GEMM: (T*B, F) @ (F, G*H).
-    xg = gemm.linear(x.reshape(T * B, F_in), p.w_ih)  # (T*B, G*H)
+    # The input projection of every step in one GEMM, (T*B, F) @ (F, G*H), with the biases
+    # that add to it: b_ih, and the LSTM's b_hh too when no layer norm comes in between.
+    b_hh = p.b_hh
+    bias = p.b_ih if p.ln_ih is None else None
+    if spec.mode == "lstm" and b_hh is not None and p.ln_hh is None:
+        bias, b_hh = (b_hh if bias is None else bias + b_hh), None
+    xg = gemm.linear(x.reshape(T * B, F_in), p.w_ih, bias)  # (T*B, G*H)
     if p.ln_ih is not None:  # gain ⊙ LN(W_ih x) + b_ih in one kernel
         xg = F.layer_norm(xg, xg.shape[-1:], p.ln_ih, p.b_ih, LAYER_NORM_EPS)
-    elif p.b_ih is not None:
-        xg = xg + p.b_ih
     xg = xg.reshape(T, B, -1)  # (T, B, G*H)
     # Keep per-step buffers for a backward pass only when one can follow.
     save = torch.is_grad_enabled() and any(
@@ -138,9 +141,6 @@ def _run_direction(
     if spec.mode == "lstm":
         keep_c = _keep_fraction(zoneout_c, None if skip_padding else valid)
         keep_c = None if keep_c is None else keep_c.to(x.dtype)
-        b_hh = p.b_hh
-        if b_hh is not None and p.ln_hh is None:
-            xg, b_hh = xg + b_hh, None  # outside a layer norm, b_hh simply adds to b_ih
         hs, c_n = _LSTMScan.apply(save, xg, h0, c0, p.w_hh, b_hh, p.ln_hh, p.w_hr, p.ln_cell_weight,
                                   p.ln_cell_bias, m.recurrent, keep_h, keep_c, active)
     else:
