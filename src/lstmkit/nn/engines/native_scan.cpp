@@ -325,6 +325,36 @@ inline void copy_rows(const S* src, S* dst, int64_t n, int64_t B, int64_t width)
   std::copy(src + n * width, src + B * width, dst + n * width);
 }
 
+// Sums over all steps and rows that the backward loops add up while a row is in cache (the
+// gradients of layer-norm gains and of the biases beside them), one partial sum per thread:
+// at::parallel_for gives each thread the same rows at every step, so the order is fixed.
+// Each named sum is a column range [offset, offset + width) of one (threads, total) buffer.
+struct ThreadSums {
+  Tensor buf;
+  int64_t total = 0;
+  ThreadSums(int64_t total_, const Tensor& like) : total(total_) {
+    buf = like.new_zeros({at::get_num_threads(), std::max<int64_t>(total_, 1)});
+  }
+  template <typename S>
+  S* mine() const {
+    return buf.data_ptr<S>() + at::get_thread_num() * buf.size(1);
+  }
+  Tensor sum(int64_t offset, int64_t width) const {
+    return buf.narrow(1, offset, width).sum(0);
+  }
+};
+
+// acc_d += d and acc_dx += d ⊙ x (either accumulator may be null), n values.
+template <typename S>
+inline void accumulate_row(const S* d, const S* x, S* acc_dx, S* acc_d, int64_t n) {
+  if (acc_dx != nullptr) {
+    for (int64_t j = 0; j < n; ++j) acc_dx[j] += d[j] * x[j];
+  }
+  if (acc_d != nullptr) {
+    for (int64_t j = 0; j < n; ++j) acc_d[j] += d[j];
+  }
+}
+
 // ---- LSTM ---------------------------------------------------------------------------------
 
 // One forward step's pointers; the row kernel indexes rows itself. Null where an option is off.
@@ -619,7 +649,8 @@ struct LSTMGradStep {
   const S* ln_cw = nullptr;
   const S* xhat_c = nullptr;
   const S* rstd_c = nullptr;
-  S* d_c_hat = nullptr;  // (B, H): dL/d(gain ⊙ LN(c) + bias), for the gain's gradient
+  S* d_c_hat = nullptr;  // (B, H) scratch: dL/d(gain ⊙ LN(c) + bias)
+  const ThreadSums* sums = nullptr;  // under layer norm: columns [G b_hh | G ln_hh | H ln_cw | H ln_cb]
   S* d_gates = nullptr;  // (B, 4H)
   const S* ln_hh = nullptr;
   const S* xhat_h = nullptr;
@@ -630,6 +661,7 @@ struct LSTMGradStep {
 template <typename S>
 void lstm_backward_rows(const LSTMGradStep<S>& p, int64_t b0, int64_t b1) {
   const int64_t H = p.H, G = 4 * H;
+  S* acc = p.sums == nullptr ? nullptr : p.sums->template mine<S>();
   for (int64_t b = b0; b < b1; ++b) {
     const S* a = p.act + b * G;
     const S *i = a, *f = a + H, *g = a + 2 * H, *o = a + 3 * H;
@@ -639,6 +671,7 @@ void lstm_backward_rows(const LSTMGradStep<S>& p, int64_t b0, int64_t b1) {
     if (p.ln_cw != nullptr) {
       S* dch = p.d_c_hat + b * H;
       for (int64_t j = 0; j < H; ++j) dch[j] = dr[j] * o[j] * (S(1) - tc[j] * tc[j]);
+      accumulate_row<S>(dch, p.xhat_c + b * H, acc + 2 * G, acc + 2 * G + H, H);
       S* scratch = dg;  // the first H of this row's gate gradients, written below
       layer_norm_backward_row(dch, p.ln_cw, p.xhat_c + b * H, p.rstd_c[b], scratch, H);
       for (int64_t j = 0; j < H; ++j) dc[j] += scratch[j];
@@ -655,13 +688,15 @@ void lstm_backward_rows(const LSTMGradStep<S>& p, int64_t b0, int64_t b1) {
       dc[j] = dcp == nullptr ? d * f[j] : dcp[j] + d * f[j];
     }
     if (p.ln_hh != nullptr) {
+      accumulate_row<S>(dg, p.xhat_h + b * G, acc + G, acc, G);
       layer_norm_backward_row(dg, p.ln_hh, p.xhat_h + b * G, p.rstd_h[b], p.d_raw + b * G, G);
     }
   }
 }
 
 // Returns d_gates (T, B, 4H) = dL/dxg, d_raw (T, B, 4H) = dL/d(W_hh h_in) under layer norm,
-// d_h_new (T, B, P) with a projection, d_c_hat (T, B, H) under cell layer norm, dh0, dc0.
+// d_h_new (T, B, P) with a projection, dh0, dc0, and under layer norm the sums over steps and
+// rows: dL/db_hh and dL/d(ln_hh) (4H,); under cell layer norm dL/d(ln_cw), dL/d(ln_cb) (H,).
 std::vector<Tensor> lstm_backward(const Tensor& grad_hs, const Tensor& grad_c_n,
                                   const Tensor& c_all, const Tensor& acts, const Tensor& tanh_c,
                                   const Tensor& w_hh_t, const OptTensor& w_hh_t_packed,
@@ -680,7 +715,8 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_hs, const Tensor& grad_c_n,
   Tensor d_gates = acts.new_empty({T, B, G});
   Tensor d_raw = ln_hh ? acts.new_empty({T, B, G}) : d_gates;
   Tensor d_h_new = empty_if(w_hr_t != nullptr, {T, B, R}, acts);
-  Tensor d_c_hat = empty_if(ln_cw != nullptr, {T, B, H}, acts);
+  Tensor d_c_hat = empty_if(ln_cw != nullptr, {B, H}, acts);
+  const ThreadSums sums(ln_hh || ln_cw ? 2 * G + 2 * H : 0, acts);
   Tensor dh = acts.new_empty({B, R});  // dL/dh_t through this step's output
   Tensor carry = acts.new_zeros({B, R});  // dL/dh_{t-1} kept by zoneout at step t
   Tensor dc = grad_c_n.contiguous().clone();
@@ -698,6 +734,8 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_hs, const Tensor& grad_c_n,
     p.dc_prev = keep_c ? dc_prev.data_ptr<S>() : nullptr;
     p.ln_cw = data_or_null<S>(ln_cw);
     p.ln_hh = data_or_null<S>(ln_hh);
+    p.sums = ln_hh || ln_cw ? &sums : nullptr;
+    p.d_c_hat = ln_cw ? d_c_hat.data_ptr<S>() : nullptr;
     const S *gh_p = grad_hs.data_ptr<S>(), *mask_p = data_or_null<S>(mask),
             *kh_p = data_or_null<S>(keep_h), *kc_p = data_or_null<S>(keep_c);
     S *dh_p = dh.data_ptr<S>(), *cy = carry.data_ptr<S>();
@@ -737,7 +775,6 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_hs, const Tensor& grad_c_n,
       p.c_prev = c_all.data_ptr<S>() + t * BH;
       p.xhat_c = ln_cw ? xhat_c_->data_ptr<S>() + t * BH : nullptr;
       p.rstd_c = ln_cw ? rstd_c_->data_ptr<S>() + t * B : nullptr;
-      p.d_c_hat = ln_cw ? d_c_hat.data_ptr<S>() + t * BH : nullptr;
       p.d_gates = d_gates.data_ptr<S>() + t * BG;
       p.xhat_h = ln_hh ? xhat_h_->data_ptr<S>() + t * BG : nullptr;
       p.rstd_h = ln_hh ? rstd_h_->data_ptr<S>() + t * B : nullptr;
@@ -746,7 +783,6 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_hs, const Tensor& grad_c_n,
       if (n < B) {
         zero_rows(p.d_gates, n, B, G);
         if (ln_hh != nullptr) zero_rows(p.d_raw, n, B, G);
-        zero_rows(p.d_c_hat, n, B, H);
       }
       d_rec = mm_nt(d_raw.select(0, t).narrow(0, 0, n), rec);  // (n, R)
       n_rec = n;
@@ -754,7 +790,9 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_hs, const Tensor& grad_c_n,
     state_grad_rows<S>(d_rec.data_ptr<S>(), n_rec, mask_p, cy, nullptr, dh_p, B, R);
   });
   Tensor none = acts.new_empty({0});
-  return {d_gates, ln_hh ? d_raw : none, d_h_new, d_c_hat, dh, dc};
+  return {d_gates, ln_hh ? d_raw : none, d_h_new, dh, dc,
+          ln_hh ? sums.sum(0, G) : none, ln_hh ? sums.sum(G, G) : none,
+          ln_cw ? sums.sum(2 * G, H) : none, ln_cw ? sums.sum(2 * G + H, H) : none};
 }
 
 // ---- GRU ----------------------------------------------------------------------------------
@@ -933,6 +971,7 @@ struct GRUGradStep {
   S* d_x = nullptr;  // (B, 3H) dL/dxg
   S* d_hg = nullptr;  // (B, 3H) dL/d(recurrent pre-activations)
   S* d_raw = nullptr;  // (B, 3H) dL/d(W h_in), through the layer norm
+  const ThreadSums* sums = nullptr;  // columns [3H b_hh | 3H ln_hh]
 };
 
 // dh after zoneout, the carry to h_{t-1}, and the n and z gate gradients of row b.
@@ -954,6 +993,7 @@ inline void gru_common_row(const GRUGradStep<S>& p, int64_t b) {
 template <typename S>
 void gru_after_backward_rows(const GRUGradStep<S>& p, int64_t b0, int64_t b1) {
   const int64_t H = p.H, G = 3 * H;
+  S* acc = p.sums->template mine<S>();
   for (int64_t b = b0; b < b1; ++b) {
     gru_common_row(p, b);
     const S *r = p.rzn + b * G, *hn = p.rec + b * G + 2 * H;
@@ -965,6 +1005,8 @@ void gru_after_backward_rows(const GRUGradStep<S>& p, int64_t b0, int64_t b1) {
       dg[H + j] = dx[H + j];
       dg[2 * H + j] = dan * r[j];
     }
+    accumulate_row<S>(dg, p.xhat ? p.xhat + b * G : nullptr, p.ln_hh ? acc + G : nullptr, acc,
+                      G);
     if (p.ln_hh != nullptr) {
       layer_norm_backward_row(dg, p.ln_hh, p.xhat + b * G, p.rstd[2 * b], p.d_raw + b * G, G);
     }
@@ -988,10 +1030,13 @@ void gru_before_n_backward_rows(const GRUGradStep<S>& p, int64_t b0, int64_t b1)
 template <typename S>
 void gru_before_rz_backward_rows(const GRUGradStep<S>& p, int64_t b0, int64_t b1) {
   const int64_t H = p.H, G = 3 * H;
+  S* acc = p.sums->template mine<S>();
   for (int64_t b = b0; b < b1; ++b) {
     const S *r = p.rzn + b * G, *hi = p.h_in + b * H, *ds = p.ds + b * H;
     S* dx = p.d_x + b * G;
     for (int64_t j = 0; j < H; ++j) dx[j] = ds[j] * hi[j] * r[j] * (S(1) - r[j]);
+    accumulate_row<S>(dx, p.xhat ? p.xhat + b * G : nullptr, p.ln_hh ? acc + G : nullptr, acc,
+                      G);  // the row's r, z and n gradients are all final here
     if (p.ln_hh != nullptr) {
       layer_norm_backward_row(dx, p.ln_hh, p.xhat + b * G, p.rstd[2 * b], p.d_raw + b * G, 2 * H);
     }
@@ -1000,7 +1045,8 @@ void gru_before_rz_backward_rows(const GRUGradStep<S>& p, int64_t b0, int64_t b1
 
 // w_a_t: W_hh.T (H, 3H) when reset_after, else W_rz.T (H, 2H); w_b_t: W_hn.T (H, H).
 // Returns d_x (T, B, 3H) = dL/dxg, d_hg (T, B, 3H) (reset_after; empty otherwise: it is d_x),
-// d_raw (T, B, 3H) under layer norm (empty otherwise: it is d_hg), dh0 (B, H).
+// d_raw (T, B, 3H) under layer norm (empty otherwise: it is d_hg), dh0 (B, H), and the sums
+// over steps and rows of d_hg (dL/db_hh, 3H) and, under layer norm, of d_hg ⊙ x̂ (dL/d ln_hh).
 std::vector<Tensor> gru_backward(const Tensor& grad_hs, const Tensor& h_all, const Tensor& rzn,
                                  const Tensor& rec, const OptTensor& h_in_all_,
                                  const Tensor& w_a_t, const OptTensor& w_a_t_packed,
@@ -1019,6 +1065,7 @@ std::vector<Tensor> gru_backward(const Tensor& grad_hs, const Tensor& h_all, con
   Tensor d_in = rzn.new_empty({B, H}), dh = rzn.new_empty({B, H});
   Tensor carry = rzn.new_zeros({B, H});
   Tensor d_rec = rzn.new_zeros({B, H});  // (d_raw_{t+1} W_hh [+ ds r]), before the mask
+  const ThreadSums sums(2 * G, rzn);
   const Product prod_a(w_a_t, w_a_t_packed, B);
   const std::optional<Product> prod_b =
       reset_after ? std::nullopt : std::optional<Product>(Product(*w_b_t_, w_b_t_packed, B));
@@ -1031,6 +1078,7 @@ std::vector<Tensor> gru_backward(const Tensor& grad_hs, const Tensor& h_all, con
     p.carry = carry.data_ptr<S>();
     p.dh = dh.data_ptr<S>();
     p.ln_hh = data_or_null<S>(ln_hh);
+    p.sums = &sums;
     const S *gh_p = grad_hs.data_ptr<S>(), *mask_p = data_or_null<S>(mask),
             *kh_p = data_or_null<S>(keep_h);
     int64_t n_rec = B;  // rows of d_rec: those that ran at step t + 1
@@ -1077,7 +1125,8 @@ std::vector<Tensor> gru_backward(const Tensor& grad_hs, const Tensor& h_all, con
                        H);
   });
   Tensor none = rzn.new_empty({0});
-  return {d_x, reset_after ? d_hg : none, ln_hh ? d_raw : none, dh};
+  return {d_x, reset_after ? d_hg : none, ln_hh ? d_raw : none, dh, sums.sum(0, G),
+          ln_hh ? sums.sum(G, G) : none};
 }
 
 }  // namespace

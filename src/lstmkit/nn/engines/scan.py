@@ -321,16 +321,15 @@ class _LSTMScan(torch.autograd.Function):
         if ctx.native:
             w_hh_t = w_hh.t().contiguous()
             w_hr_t = None if w_hr is None else w_hr.t().contiguous()
-            d_gates, d_raw, d_h_new, d_c_hat, dh, dc = torch.ops.lstmkit_native.lstm_backward(
+            d_gates, d_raw, d_h_new, dh, dc, *sums = torch.ops.lstmkit_native.lstm_backward(
                 grad_hs.contiguous(), grad_c_n.contiguous(), c_all, acts, tanh_c, w_hh_t,
                 gemm.Weight(w_hh_t, B).packed, ln_hh, xhat_h, rstd_h, w_hr_t,
                 None if w_hr_t is None else gemm.Weight(w_hr_t, B).packed, ln_cw, xhat_c,
                 rstd_c, mask, keep_h, keep_c, ctx.active)
             if ln_hh is None:
                 d_raw = d_gates
-            return _LSTMScan._weight_grads(ctx, d_gates, d_raw, d_h_new, d_c_hat, dh, dc, h_all,
-                                           h_in_all, acts, tanh_c, ln_hh, xhat_h, w_hr, ln_cw,
-                                           xhat_c)
+            return _LSTMScan._weight_grads(ctx, d_gates, d_raw, d_h_new, dh, dc, h_all,
+                                           h_in_all, acts, tanh_c, w_hr, sums)
         d_gates = torch.empty_like(acts)  # (T, B, 4H): dL/d(pre-activations) = dL/dxg
         d_raw = d_gates if ln_hh is None else torch.empty_like(acts)  # dL/d(W_hh h_in)
         d_h_new = h_all.new_empty(T, B, w_hr.shape[0]) if w_hr is not None else None
@@ -377,24 +376,33 @@ class _LSTMScan(torch.autograd.Function):
                 dh = dh * mask
             if dh_prev is not None:
                 dh = dh + dh_prev
-        return _LSTMScan._weight_grads(ctx, d_gates, d_raw, d_h_new, d_c_hat, dh, dc, h_all,
-                                       h_in_all, acts, tanh_c, ln_hh, xhat_h, w_hr, ln_cw, xhat_c)
+        sums = (_sum_bt(d_gates) if ln_hh is not None else None,
+                _sum_bt(d_gates * xhat_h) if ln_hh is not None else None,
+                _sum_bt(d_c_hat * xhat_c) if ln_cw is not None else None,
+                _sum_bt(d_c_hat) if ln_cw is not None else None)
+        return _LSTMScan._weight_grads(ctx, d_gates, d_raw, d_h_new, dh, dc, h_all, h_in_all,
+                                       acts, tanh_c, w_hr, sums)
 
     @staticmethod
-    def _weight_grads(ctx, d_gates, d_raw, d_h_new, d_c_hat, dh, dc, h_all, h_in_all, acts,
-                      tanh_c, ln_hh, xhat_h, w_hr, ln_cw, xhat_c):
-        """backward's answer from the loop's gradients: weight gradients as one GEMM each."""
+    def _weight_grads(ctx, d_gates, d_raw, d_h_new, dh, dc, h_all, h_in_all, acts, tanh_c,
+                      w_hr, sums):
+        """backward's answer from the loop's gradients: weight gradients as one GEMM each.
+
+        ``sums``: the layer-norm case's sums over steps and rows, dL/db_hh, dL/d ln_hh,
+        dL/d ln_cw, dL/d ln_cb (None or empty where the option is off), which the compiled
+        loops add up as they go."""
         H = tanh_c.shape[-1]
         h_in = h_all[:-1] if h_in_all is None else h_in_all  # (T, B, R)
         need = ctx.needs_input_grad[1:]  # [0] is the save flag
         d_w_hh = _gemm_bt(d_raw, h_in) if need[3] else None  # (4H, R), one GEMM
-        d_b_hh = _sum_bt(d_gates) if ctx.has_b_hh and need[4] else None
-        d_ln_hh = _sum_bt(d_gates * xhat_h) if ln_hh is not None and need[5] else None
         d_w_hr = None
         if w_hr is not None and need[6]:
             d_w_hr = _gemm_bt(d_h_new, acts[..., 3 * H:] * tanh_c)  # (P, H), r_t = o ⊙ tanh(ĉ)
-        d_ln_cw = _sum_bt(d_c_hat * xhat_c) if ln_cw is not None and need[7] else None
-        d_ln_cb = _sum_bt(d_c_hat) if ln_cw is not None and need[8] else None
+        d_b_hh, d_ln_hh, d_ln_cw, d_ln_cb = (
+            t if t is not None and t.numel() and need[k] else None
+            for t, k in zip(sums, (4, 5, 7, 8), strict=True))
+        if not ctx.has_b_hh:
+            d_b_hh = None
         return (None, d_gates, dh, dc, d_w_hh, d_b_hh, d_ln_hh, d_w_hr, d_ln_cw, d_ln_cb,
                 None, None, None, None)
 
@@ -488,15 +496,14 @@ class _GRUScan(torch.autograd.Function):
         if ctx.native:
             w_a_t = (w_hh if ra else w_hh[:2 * H]).t().contiguous()
             w_b_t = None if ra else w_hh[2 * H:].t().contiguous()
-            d_x, d_hg, d_raw, dh = torch.ops.lstmkit_native.gru_backward(
+            d_x, d_hg, d_raw, dh, *sums = torch.ops.lstmkit_native.gru_backward(
                 grad_hs.contiguous(), h_all, rzn, rec, h_in_all, w_a_t,
                 gemm.Weight(w_a_t, B).packed, w_b_t,
                 None if w_b_t is None else gemm.Weight(w_b_t, B).packed, ln_hh, xhat, rstd,
                 mask, keep_h, ra, ctx.active)
             d_hg = d_hg if ra else d_x
             d_raw = d_raw if ln_hh is not None else d_hg
-            return _GRUScan._weight_grads(ctx, d_x, d_hg, d_raw, dh, h_all, h_in_all, rec,
-                                          ln_hh, xhat)
+            return _GRUScan._weight_grads(ctx, d_x, d_raw, dh, h_all, h_in_all, rec, sums)
         d_x = torch.empty_like(rzn)  # (T, B, 3H): dL/dxg
         d_hg = d_x if not ra else torch.empty_like(rzn)  # dL/d(recurrent pre-activations)
         d_raw = d_hg if ln_hh is None else torch.empty_like(rzn)  # dL/d(W_hh input)
@@ -540,12 +547,15 @@ class _GRUScan(torch.autograd.Function):
                 dh_in = gemm.mm_nt(d_raw[t, :, :2 * H], w_rz_tt) + ds * r
             dh = dh_in if mask is None else dh_in * mask
             dh = dh + carry if dh_prev is None else dh + carry + dh_prev
-        return _GRUScan._weight_grads(ctx, d_x, d_hg, d_raw, dh, h_all, h_in_all, rec, ln_hh,
-                                      xhat)
+        sums = (_sum_bt(d_hg), _sum_bt(d_hg * xhat) if ln_hh is not None else None)
+        return _GRUScan._weight_grads(ctx, d_x, d_raw, dh, h_all, h_in_all, rec, sums)
 
     @staticmethod
-    def _weight_grads(ctx, d_x, d_hg, d_raw, dh, h_all, h_in_all, rec, ln_hh, xhat):
-        """backward's answer from the loop's gradients: weight gradients as one GEMM each."""
+    def _weight_grads(ctx, d_x, d_raw, dh, h_all, h_in_all, rec, sums):
+        """backward's answer from the loop's gradients: weight gradients as one GEMM each.
+
+        ``sums``: dL/db_hh and dL/d ln_hh (None or empty without layer norm), summed over
+        steps and rows (by the compiled loops as they go)."""
         H, ra = h_all.shape[-1], ctx.reset_after
         need = ctx.needs_input_grad[1:]  # [0] is the save flag
         h_in = h_all[:-1] if h_in_all is None else h_in_all  # (T, B, H)
@@ -555,8 +565,8 @@ class _GRUScan(torch.autograd.Function):
         elif need[2]:
             d_w_hh = torch.cat([_gemm_bt(d_raw[..., :2 * H], h_in),
                                 _gemm_bt(d_raw[..., 2 * H:], rec)])  # rec = s
-        d_b_hh = _sum_bt(d_hg) if ctx.has_b_hh and need[3] else None
-        d_ln = _sum_bt(d_hg * xhat) if ln_hh is not None and need[4] else None
+        d_b_hh = sums[0] if ctx.has_b_hh and need[3] else None
+        d_ln = sums[1] if sums[1] is not None and sums[1].numel() and need[4] else None
         return None, d_x, dh, d_w_hh, d_b_hh, d_ln, None, None, None, None
 
 
