@@ -32,80 +32,100 @@ constexpr double kLayerNormEps = 1e-5;  // lstmkit.nn.cells.LAYER_NORM_EPS
 template <typename S>
 using Vec = at::vec::Vectorized<S>;
 
-// Up to this many rows, x @ w.T is our own loop (small_mm); above it a library GEMM.
+// Up to this many rows, x @ w.T is our own loop (gemv); above it a library GEMM.
 constexpr int64_t kSmallRows = 2;
 
-// y (M, N) = x (M, K) @ v (K, N) (+ add (M, N)) for a few rows: broadcast-multiply-add over
-// v's rows, 4 vectors of columns per accumulator block. Column blocks are split across threads
-// the same way at every call, so at batch 1 each core keeps its half of the weight in its own
-// L2 cache from step to step (MKL's GEMV streams all of it through one core: 14 us against
-// ~4 for a 256 x 1024 weight on the 2-core EPYC we measure on).
+// The operands of gemv: y (M, N) = x1 (M, K1) @ w1.T [+ x2 (M, K2) @ w2.T] [+ add (M, N)]
+// [+ b1 (N,)] [+ b2 (N,)], the weights w (N, K) as stored (row-major); null where absent.
 template <typename S>
-void small_mm(const S* x, const S* v, const S* add, S* y, int64_t M, int64_t K, int64_t N) {
-  constexpr int64_t W = Vec<S>::size(), kCols = 4 * W;
-  const int64_t blocks = (N + kCols - 1) / kCols;
-  at::parallel_for(0, blocks, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      const int64_t n0 = c * kCols;
-      for (int64_t m = 0; m < M; ++m) {
-        const S* xr = x + m * K;
-        S* yr = y + m * N;
-        if (n0 + kCols <= N) {
-          Vec<S> a0(S(0)), a1(S(0)), a2(S(0)), a3(S(0));
-          for (int64_t k = 0; k < K; ++k) {
-            const Vec<S> xs(xr[k]);
-            const S* vr = v + k * N + n0;
-            a0 = at::vec::fmadd(xs, Vec<S>::loadu(vr), a0);
-            a1 = at::vec::fmadd(xs, Vec<S>::loadu(vr + W), a1);
-            a2 = at::vec::fmadd(xs, Vec<S>::loadu(vr + 2 * W), a2);
-            a3 = at::vec::fmadd(xs, Vec<S>::loadu(vr + 3 * W), a3);
-          }
-          if (add != nullptr) {
-            const S* ar = add + m * N + n0;
-            a0 += Vec<S>::loadu(ar);
-            a1 += Vec<S>::loadu(ar + W);
-            a2 += Vec<S>::loadu(ar + 2 * W);
-            a3 += Vec<S>::loadu(ar + 3 * W);
-          }
-          a0.store(yr + n0);
-          a1.store(yr + n0 + W);
-          a2.store(yr + n0 + 2 * W);
-          a3.store(yr + n0 + 3 * W);
-        } else {  // the last, partial block
-          for (int64_t n = n0; n < N; ++n) {
-            S acc = add == nullptr ? S(0) : add[m * N + n];
-            for (int64_t k = 0; k < K; ++k) acc += xr[k] * v[k * N + n];
-            yr[n] = acc;
-          }
-        }
+struct GemvArgs {
+  const S *x1 = nullptr, *w1 = nullptr, *x2 = nullptr, *w2 = nullptr;
+  int64_t K1 = 0, K2 = 0;
+  int64_t ldx1 = 0;  // x1's row stride; 0: K1
+  const S *add = nullptr, *b1 = nullptr, *b2 = nullptr;
+  S* y = nullptr;
+  int64_t M = 0, N = 0;
+};
+
+// acc[i] += Σ_k w[i * K + k] x[k] for four consecutive weight rows, vector lanes only (the
+// lanes are summed by the caller); the k beyond the last full vector go to tail[i].
+template <typename S>
+inline void dot4(const S* w, const S* x, int64_t K, Vec<S>* acc, S* tail) {
+  constexpr int64_t W = Vec<S>::size();
+  const int64_t body = K - K % W;
+  Vec<S> a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+  for (int64_t k = 0; k < body; k += W) {
+    const Vec<S> xv = Vec<S>::loadu(x + k);
+    a0 = at::vec::fmadd(Vec<S>::loadu(w + k), xv, a0);
+    a1 = at::vec::fmadd(Vec<S>::loadu(w + K + k), xv, a1);
+    a2 = at::vec::fmadd(Vec<S>::loadu(w + 2 * K + k), xv, a2);
+    a3 = at::vec::fmadd(Vec<S>::loadu(w + 3 * K + k), xv, a3);
+  }
+  acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+  for (int64_t k = body; k < K; ++k) {
+    for (int i = 0; i < 4; ++i) tail[i] += w[i * K + k] * x[k];
+  }
+}
+
+// y[m, n] for n in [n0, n0 + count), count <= 4 (the last block reads its rows one at a time).
+template <typename S>
+inline void gemv_block(const GemvArgs<S>& g, int64_t m, int64_t n0, int64_t count) {
+  Vec<S> acc[4] = {Vec<S>(S(0)), Vec<S>(S(0)), Vec<S>(S(0)), Vec<S>(S(0))};
+  S tail[4] = {S(0), S(0), S(0), S(0)};
+  const int64_t ld1 = g.ldx1 > 0 ? g.ldx1 : g.K1;
+  const auto parts = {std::make_tuple(g.x1 + m * ld1, g.w1, g.K1),
+                      std::make_tuple(g.x2 + m * g.K2, g.w2, g.K2)};
+  for (const auto& [x, w, K] : parts) {
+    if (w == nullptr) continue;
+    if (count == 4) {
+      dot4(w + n0 * K, x, K, acc, tail);
+      continue;
+    }
+    for (int64_t i = 0; i < count; ++i) {
+      for (int64_t k = 0; k < K; ++k) tail[i] += w[(n0 + i) * K + k] * x[k];
+    }
+  }
+  const auto add = [](Vec<S> a, Vec<S> b) { return a + b; };
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t n = n0 + i;
+    S v = (count == 4 ? at::vec::vec_reduce_all<S>(add, acc[i]) : S(0)) + tail[i];
+    if (g.add != nullptr) v += g.add[m * g.N + n];
+    if (g.b1 != nullptr) v += g.b1[n];
+    if (g.b2 != nullptr) v += g.b2[n];
+    g.y[m * g.N + n] = v;
+  }
+}
+
+// The product for a few rows: dot products along the weights' rows, which are read in place
+// (no transposed copy to keep in step), four outputs at a time. The outputs are split across
+// the cores in the same blocks at every call, so at batch 1 each core keeps its half of the
+// weight in its own L2 cache from step to step (MKL's GEMV streams all of it through one core).
+template <typename S>
+void gemv(const GemvArgs<S>& g) {
+  // Blocks per thread: at least ~32k weights each, or waking the second core costs more than
+  // it saves (measured: H = 64 at batch 1 takes 4.8 us on one core, 7.0 on two).
+  const int64_t grain = std::max<int64_t>(1, 32768 / (4 * (g.K1 + (g.w2 ? g.K2 : 0))));
+  at::parallel_for(0, (g.N + 3) / 4, grain, [&](int64_t q0, int64_t q1) {
+    for (int64_t m = 0; m < g.M; ++m) {
+      for (int64_t q = q0; q < q1; ++q) {
+        gemv_block(g, m, 4 * q, std::min<int64_t>(4, g.N - 4 * q));
       }
     }
   });
 }
 
-// A weight w (N, K) for repeated products x @ w.T: its oneDNN packing (from the Python side,
-// which decides where that pays, engines/gemm.py), and w.T made contiguous for small_mm.
+// A weight w (N, K) for repeated products x @ w.T, and its oneDNN packing (from the Python
+// side, which decides where that pays, engines/gemm.py).
 struct Product {
-  Tensor w, packed, wt;
-  Product(const Tensor& w_, const std::optional<Tensor>& packed_, int64_t rows) : w(w_) {
+  Tensor w, packed;
+  Product(const Tensor& w_, const std::optional<Tensor>& packed_) : w(w_.contiguous()) {
     if (packed_.has_value() && packed_->defined()) packed = *packed_;
-    if (rows <= kSmallRows) wt = w_.t().contiguous();
   }
 };
 
-// x @ w.T (+ add), contiguous: small_mm for a few rows, oneDNN where packed, else MKL.
+// x @ w.T (+ add), contiguous: oneDNN where packed, else MKL (product() takes a few rows).
 Tensor mm_nt(const Tensor& x, const Product& p, const Tensor* add = nullptr) {
   const Tensor xc = x.contiguous();
-  if (p.wt.defined() && x.size(0) <= kSmallRows) {
-    Tensor y = x.new_empty({x.size(0), p.w.size(0)});
-    const Tensor a = add == nullptr ? Tensor() : add->contiguous();
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_small_mm", [&] {
-      small_mm<scalar_t>(xc.data_ptr<scalar_t>(), p.wt.data_ptr<scalar_t>(),
-                         a.defined() ? a.data_ptr<scalar_t>() : nullptr,
-                         y.data_ptr<scalar_t>(), x.size(0), x.size(1), p.w.size(0));
-    });
-    return y;
-  }
   if (p.packed.defined()) {
     if (add == nullptr) {
       static auto op = c10::Dispatcher::singleton()
@@ -124,6 +144,38 @@ Tensor mm_nt(const Tensor& x, const Product& p, const Tensor* add = nullptr) {
     return op_add.call(xc, *add, p.packed, std::nullopt, "add").contiguous();
   }
   return (add == nullptr ? at::mm(xc, p.w.t()) : at::addmm(*add, xc, p.w.t())).contiguous();
+}
+
+// The time loops' products: M rows at x (row stride ldx) @ p.w.T (+ add (M, N) contiguous), as
+// a pointer valid until the next call with the same buffers. A few rows go through gemv into
+// `small` (M x N values, reused step after step: no tensor is made, which at batch 1 is a good
+// part of a step); more through mm_nt, the result kept in `held`.
+template <typename S>
+S* product(const S* x, int64_t ldx, int64_t M, const Product& p, const S* add, S* small,
+           Tensor& held) {
+  const int64_t K = p.w.size(1), N = p.w.size(0);
+  if (M <= kSmallRows) {
+    GemvArgs<S> g;
+    g.x1 = x;
+    g.ldx1 = ldx;
+    g.w1 = p.w.data_ptr<S>();
+    g.K1 = K;
+    g.add = add;
+    g.y = small;
+    g.M = M;
+    g.N = N;
+    gemv(g);
+    return small;
+  }
+  const auto opts = p.w.options();
+  const Tensor xt = at::from_blob(const_cast<S*>(x), {M, K}, {ldx, 1}, opts);
+  if (add == nullptr) {
+    held = mm_nt(xt, p);
+  } else {
+    const Tensor a = at::from_blob(const_cast<S*>(add), {M, N}, opts);
+    held = mm_nt(xt, p, &a);
+  }
+  return held.data_ptr<S>();
 }
 
 // a.T @ b, the weight gradients' shape (a (K, M), b (K, N), the reduction over their rows).
@@ -470,9 +522,9 @@ std::vector<Tensor> lstm_forward(const Tensor& xg, const Tensor& h0, const Tenso
   Tensor rstd_c = empty_if(ln_cw != nullptr, {steps, B}, xg);
   Tensor c_new = empty_if(keep_c != nullptr, {B, H}, xg);
   Tensor r_buf = empty_if(w_hr != nullptr, {B, H}, xg);
-  const Product rec(w_hh, w_hh_packed, B);
+  const Product rec(w_hh, w_hh_packed);
   const std::optional<Product> proj =
-      w_hr ? std::optional<Product>(Product(*w_hr, w_hr_packed, B)) : std::nullopt;
+      w_hr ? std::optional<Product>(Product(*w_hr, w_hr_packed)) : std::nullopt;
   AT_DISPATCH_FLOATING_TYPES(xg.scalar_type(), "lstmkit_lstm_forward", [&] {
     using S = scalar_t;
     const int64_t BG = B * G, BH = B * H, BR = B * R;
@@ -485,6 +537,8 @@ std::vector<Tensor> lstm_forward(const Tensor& xg, const Tensor& h0, const Tenso
     p.ln_cb = data_or_null<S>(ln_cb);
     p.c_new = keep_c ? c_new.data_ptr<S>() : nullptr;
     p.r = w_hr ? r_buf.data_ptr<S>() : nullptr;
+    Tensor small = xg.new_empty({kSmallRows, G}), held;  // product()'s buffers
+    S* small_p = small.data_ptr<S>();
     const S *xg_p = xg.data_ptr<S>(), *mask_p = data_or_null<S>(mask),
             *kh_p = data_or_null<S>(keep_h), *kc_p = data_or_null<S>(keep_c);
     S *h_p = h_all.data_ptr<S>(), *c_p = c_all.data_ptr<S>();
@@ -493,23 +547,17 @@ std::vector<Tensor> lstm_forward(const Tensor& xg, const Tensor& h0, const Tenso
       const int64_t c_in = save ? t : t % 2, c_out = save ? t + 1 : (t + 1) % 2;
       p.h_prev = h_p + t * BR;
       p.h_next = h_p + (t + 1) * BR;
-      Tensor h_in = h_all.select(0, t);
+      const S* h_in = p.h_prev;
       if (mask != nullptr) {
-        h_in = h_in_all.select(0, k);
-        S* hi = h_in.data_ptr<S>();
+        S* hi = h_in_all.data_ptr<S>() + k * BR;
         mask_row(p.h_prev, mask_p, hi, BR);
+        h_in = hi;
       }
-      h_in = h_in.narrow(0, 0, n);
-      Tensor pre, raw;  // pre: xg + W_hh h_in; raw: W_hh h_in (layer norm)
-      if (ln_hh == nullptr) {
-        const Tensor xg_t = xg.select(0, t).narrow(0, 0, n);
-        pre = mm_nt(h_in, rec, &xg_t);
-      } else {
-        raw = mm_nt(h_in, rec);
-      }
-      p.pre = pre.defined() ? pre.data_ptr<S>() : nullptr;
-      p.raw = raw.defined() ? raw.data_ptr<S>() : nullptr;
       p.xg = xg_p + t * BG;
+      // pre: xg + W_hh h_in; under layer norm raw: W_hh h_in
+      const S* prod = product<S>(h_in, R, n, rec, ln_hh ? nullptr : p.xg, small_p, held);
+      p.pre = ln_hh ? nullptr : prod;
+      p.raw = ln_hh ? prod : nullptr;
       p.xhat_h = ln_hh ? xhat_h.data_ptr<S>() + k * BG : nullptr;
       p.rstd_h = ln_hh ? rstd_h.data_ptr<S>() + k * B : nullptr;
       p.act = acts.data_ptr<S>() + k * BG;
@@ -522,8 +570,8 @@ std::vector<Tensor> lstm_forward(const Tensor& xg, const Tensor& h0, const Tenso
       p.kc = kc_p ? kc_p + t * BH : nullptr;
       at::parallel_for(0, n, grain(G), [&](int64_t b0, int64_t b1) { lstm_step_rows(p, b0, b1); });
       if (w_hr != nullptr) {
-        Tensor h_new = mm_nt(r_buf.narrow(0, 0, n), *proj);  // (n, P)
-        keep_lerp<S>(h_new.data_ptr<S>(), p.h_prev, p.kh, p.h_next, n * R);
+        const S* h_new = product<S>(p.r, H, n, *proj, nullptr, small_p, held);  // (n, P)
+        keep_lerp<S>(h_new, p.h_prev, p.kh, p.h_next, n * R);
       }
       if (n < B) {  // rows past their length: state carried, saved buffers zeroed
         copy_rows<S>(p.h_prev, p.h_next, n, B, R);
@@ -543,54 +591,10 @@ std::vector<Tensor> lstm_forward(const Tensor& xg, const Tensor& h0, const Tenso
   return {h_all, c_n, c_all, acts, tanh_c, h_in_all, xhat_h, rstd_h, xhat_c, rstd_c};
 }
 
-// y (M, N) = x1 (M, K1) @ w1.T + x2 (M, K2) @ w2.T + b1 + b2 (each (N,) or null) for a few rows
-// M, with w1 (N, K1) and
-// w2 (N, K2) as stored (row-major): dot products along the weights' rows, four outputs at a
-// time (four independent accumulators), the outputs split across the cores in fixed blocks.
-// Each weight is read once per call, in place: no transposed copy to keep in step with it.
-template <typename S>
-inline S dot_tail(const S* w, const S* x, int64_t k0, int64_t K) {
-  S acc(0);
-  for (int64_t k = k0; k < K; ++k) acc += w[k] * x[k];
-  return acc;
-}
-
-template <typename S>
-void two_gemv(const S* x1, const S* w1, int64_t K1, const S* x2, const S* w2, int64_t K2,
-              const S* b1, const S* b2, S* y, int64_t M, int64_t N) {
-  constexpr int64_t W = Vec<S>::size();
-  const auto add = [](Vec<S> a, Vec<S> b) { return a + b; };
-  at::parallel_for(0, (N + 3) / 4, 16, [&](int64_t q0, int64_t q1) {
-    for (int64_t m = 0; m < M; ++m) {
-      for (int64_t q = q0; q < q1; ++q) {
-        const int64_t n0 = 4 * q, count = std::min<int64_t>(4, N - n0);
-        Vec<S> acc[4] = {Vec<S>(S(0)), Vec<S>(S(0)), Vec<S>(S(0)), Vec<S>(S(0))};
-        S tail[4] = {S(0), S(0), S(0), S(0)};
-        for (int part = 0; part < 2; ++part) {
-          const S* x = (part == 0 ? x1 : x2) + m * (part == 0 ? K1 : K2);
-          const S* w = part == 0 ? w1 : w2;
-          const int64_t K = part == 0 ? K1 : K2, body = K - K % W;
-          for (int64_t k = 0; k < body; k += W) {
-            const Vec<S> xv = Vec<S>::loadu(x + k);
-            for (int64_t i = 0; i < count; ++i) {
-              acc[i] = at::vec::fmadd(Vec<S>::loadu(w + (n0 + i) * K + k), xv, acc[i]);
-            }
-          }
-          for (int64_t i = 0; i < count; ++i) tail[i] += dot_tail(w + (n0 + i) * K, x, body, K);
-        }
-        for (int64_t i = 0; i < count; ++i) {
-          y[m * N + n0 + i] = at::vec::vec_reduce_all<S>(add, acc[i]) + tail[i] +
-                              (b1 == nullptr ? S(0) : b1[n0 + i]) +
-                              (b2 == nullptr ? S(0) : b2[n0 + i]);
-        }
-      }
-    }
-  });
-}
-
 // The streaming step of a plain LSTM layer (no projection, no layer norm), inference only:
 // x (B, F), h (B, H), c (B, H), the layer's weights and biases as they are (biases or None).
-// At a few rows the gates come from two_gemv; above, from the library's GEMMs. Then the gate
+// At a few rows the gates come from one gemv over both weights; above, from the library's
+// GEMMs. Then the gate
 // row kernel of the scan. Returns h', c' (B, H).
 std::vector<Tensor> lstm_cell_step(const Tensor& x_, const Tensor& h_, const Tensor& c_,
                                    const Tensor& w_ih_, const Tensor& w_hh_,
@@ -607,10 +611,20 @@ std::vector<Tensor> lstm_cell_step(const Tensor& x_, const Tensor& h_, const Ten
   if (B <= kSmallRows) {
     pre = x.new_empty({B, G});
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstmkit_step_gemv", [&] {
-      two_gemv<scalar_t>(x.data_ptr<scalar_t>(), w_ih.data_ptr<scalar_t>(), x.size(1),
-                         h.data_ptr<scalar_t>(), w_hh.data_ptr<scalar_t>(), H,
-                         data_or_null<scalar_t>(b_ih), data_or_null<scalar_t>(b_hh),
-                         pre.data_ptr<scalar_t>(), B, G);
+      using S = scalar_t;
+      GemvArgs<S> g;
+      g.x1 = x.data_ptr<S>();
+      g.w1 = w_ih.data_ptr<S>();
+      g.K1 = x.size(1);
+      g.x2 = h.data_ptr<S>();
+      g.w2 = w_hh.data_ptr<S>();
+      g.K2 = H;
+      g.b1 = data_or_null<S>(b_ih);
+      g.b2 = data_or_null<S>(b_hh);
+      g.y = pre.data_ptr<S>();
+      g.M = B;
+      g.N = G;
+      gemv(g);
     });
   } else {
     pre = b_ih == nullptr ? at::mm(x, w_ih.t()) : at::addmm(*b_ih, x, w_ih.t());
@@ -722,9 +736,9 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_hs, const Tensor& grad_c_n,
   Tensor dc = grad_c_n.contiguous().clone();
   Tensor dc_prev = empty_if(keep_c != nullptr, {B, H}, acts);
   Tensor d_rec = acts.new_zeros({B, R});  // d_raw_{t+1} @ W_hh, before the dropout mask
-  const Product rec(w_hh_t, w_hh_t_packed, B);
+  const Product rec(w_hh_t, w_hh_t_packed);
   const std::optional<Product> proj =
-      w_hr_t ? std::optional<Product>(Product(*w_hr_t, w_hr_t_packed, B)) : std::nullopt;
+      w_hr_t ? std::optional<Product>(Product(*w_hr_t, w_hr_t_packed)) : std::nullopt;
   AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "lstmkit_lstm_backward", [&] {
     using S = scalar_t;
     const int64_t BG = B * G, BH = B * H, BR = B * R;
@@ -739,10 +753,13 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_hs, const Tensor& grad_c_n,
     const S *gh_p = grad_hs.data_ptr<S>(), *mask_p = data_or_null<S>(mask),
             *kh_p = data_or_null<S>(keep_h), *kc_p = data_or_null<S>(keep_c);
     S *dh_p = dh.data_ptr<S>(), *cy = carry.data_ptr<S>();
+    Tensor small_a = acts.new_empty({kSmallRows, H}), small_b = acts.new_empty({kSmallRows, R});
+    Tensor held_a, held_b;  // product()'s buffers: dr's, and d_rec's (read at the next step)
+    const S* d_rec_p = d_rec.data_ptr<S>();
     int64_t n_rec = B;  // rows of d_rec: those that ran at step t + 1
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t n = rows_at(active, t, B);
-      state_grad_rows(d_rec.data_ptr<S>(), n_rec, mask_p, cy, gh_p + t * BR, dh_p, B, R);
+      state_grad_rows(d_rec_p, n_rec, mask_p, cy, gh_p + t * BR, dh_p, B, R);
       if (kh_p != nullptr) {  // zoneout keeps a part of h_{t-1}: its gradient goes round
         const S* kh = kh_p + t * BR;
         for (int64_t j = 0; j < n * R; ++j) {
@@ -764,12 +781,11 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_hs, const Tensor& grad_c_n,
           d[j] *= S(1) - kc[j];
         }
       }
-      Tensor dr = dh.narrow(0, 0, n);
+      p.dr = dh_p;
       if (w_hr_t != nullptr) {
         std::copy(dh_p, dh_p + BR, d_h_new.data_ptr<S>() + t * BR);
-        dr = mm_nt(dr, *proj);  // (n, H)
+        p.dr = product<S>(dh_p, R, n, *proj, nullptr, small_a.data_ptr<S>(), held_a);  // (n, H)
       }
-      p.dr = dr.data_ptr<S>();
       p.act = acts.data_ptr<S>() + t * BG;
       p.tanh_c = tanh_c.data_ptr<S>() + t * BH;
       p.c_prev = c_all.data_ptr<S>() + t * BH;
@@ -784,10 +800,10 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_hs, const Tensor& grad_c_n,
         zero_rows(p.d_gates, n, B, G);
         if (ln_hh != nullptr) zero_rows(p.d_raw, n, B, G);
       }
-      d_rec = mm_nt(d_raw.select(0, t).narrow(0, 0, n), rec);  // (n, R)
+      d_rec_p = product<S>(p.d_raw, G, n, rec, nullptr, small_b.data_ptr<S>(), held_b);  // (n, R)
       n_rec = n;
     }
-    state_grad_rows<S>(d_rec.data_ptr<S>(), n_rec, mask_p, cy, nullptr, dh_p, B, R);
+    state_grad_rows<S>(d_rec_p, n_rec, mask_p, cy, nullptr, dh_p, B, R);
   });
   Tensor none = acts.new_empty({0});
   return {d_gates, ln_hh ? d_raw : none, d_h_new, dh, dc,
@@ -899,9 +915,9 @@ std::vector<Tensor> gru_forward(const Tensor& xg, const Tensor& h0, const Tensor
   Tensor h_in_all = empty_if(mask != nullptr, {steps, B, H}, xg);
   Tensor xhat = empty_if(ln_hh != nullptr, {steps, B, G}, xg);
   Tensor rstd = empty_if(ln_hh != nullptr, {steps, B, 2}, xg);
-  const Product prod_a(w_a, w_a_packed, B);
+  const Product prod_a(w_a, w_a_packed);
   const std::optional<Product> prod_b =
-      reset_after ? std::nullopt : std::optional<Product>(Product(*w_b_, w_b_packed, B));
+      reset_after ? std::nullopt : std::optional<Product>(Product(*w_b_, w_b_packed));
   AT_DISPATCH_FLOATING_TYPES(xg.scalar_type(), "lstmkit_gru_forward", [&] {
     using S = scalar_t;
     const int64_t BG = B * G, BH = B * H;
@@ -911,31 +927,30 @@ std::vector<Tensor> gru_forward(const Tensor& xg, const Tensor& h0, const Tensor
     p.ln_hh = data_or_null<S>(ln_hh);
     const S *mask_p = data_or_null<S>(mask), *kh_p = data_or_null<S>(keep_h);
     S* h_p = h_all.data_ptr<S>();
+    Tensor small = xg.new_empty({kSmallRows, G}), held;  // product()'s buffers
+    S* small_p = small.data_ptr<S>();
     for (int64_t t = 0; t < T; ++t) {
       const int64_t k = save ? t : 0, n = rows_at(active, t, B);
       p.h_prev = h_p + t * BH;
       p.h_next = h_p + (t + 1) * BH;
-      Tensor h_in = h_all.select(0, t);
+      p.h_in = p.h_prev;
       if (mask != nullptr) {
-        h_in = h_in_all.select(0, k);
-        S* hi = h_in.data_ptr<S>();
+        S* hi = h_in_all.data_ptr<S>() + k * BH;
         mask_row(p.h_prev, mask_p, hi, BH);
+        p.h_in = hi;
       }
-      p.h_in = h_in.data_ptr<S>();
       p.xg = xg.data_ptr<S>() + t * BG;
       p.xhat = ln_hh ? xhat.data_ptr<S>() + k * BG : nullptr;
       p.rstd = ln_hh ? rstd.data_ptr<S>() + k * 2 * B : nullptr;
       p.rzn = rzn.data_ptr<S>() + k * BG;
       p.rec = rec.data_ptr<S>() + k * rec.size(1) * rec.size(2);
       p.kh = kh_p ? kh_p + t * BH : nullptr;
-      Tensor raw = mm_nt(h_in.narrow(0, 0, n), prod_a);
-      p.raw = raw.data_ptr<S>();
+      p.raw = product<S>(p.h_in, H, n, prod_a, nullptr, small_p, held);
       if (reset_after) {
         at::parallel_for(0, n, grain(G), [&](int64_t b0, int64_t b1) { gru_after_rows(p, b0, b1); });
       } else {
         at::parallel_for(0, n, grain(G), [&](int64_t b0, int64_t b1) { gru_before_rz_rows(p, b0, b1); });
-        Tensor raw_n = mm_nt(rec.select(0, k).narrow(0, 0, n), *prod_b);  // W_hn s
-        p.raw = raw_n.data_ptr<S>();
+        p.raw = product<S>(p.rec, H, n, *prod_b, nullptr, small_p, held);  // W_hn s
         at::parallel_for(0, n, grain(G), [&](int64_t b0, int64_t b1) { gru_before_n_rows(p, b0, b1); });
       }
       if (n < B) {  // rows past their length: state carried, saved buffers zeroed
@@ -1066,9 +1081,9 @@ std::vector<Tensor> gru_backward(const Tensor& grad_hs, const Tensor& h_all, con
   Tensor carry = rzn.new_zeros({B, H});
   Tensor d_rec = rzn.new_zeros({B, H});  // (d_raw_{t+1} W_hh [+ ds r]), before the mask
   const ThreadSums sums(2 * G, rzn);
-  const Product prod_a(w_a_t, w_a_t_packed, B);
+  const Product prod_a(w_a_t, w_a_t_packed);
   const std::optional<Product> prod_b =
-      reset_after ? std::nullopt : std::optional<Product>(Product(*w_b_t_, w_b_t_packed, B));
+      reset_after ? std::nullopt : std::optional<Product>(Product(*w_b_t_, w_b_t_packed));
   AT_DISPATCH_FLOATING_TYPES(rzn.scalar_type(), "lstmkit_gru_backward", [&] {
     using S = scalar_t;
     const int64_t BG = B * G, BH = B * H;
@@ -1081,11 +1096,14 @@ std::vector<Tensor> gru_backward(const Tensor& grad_hs, const Tensor& h_all, con
     p.sums = &sums;
     const S *gh_p = grad_hs.data_ptr<S>(), *mask_p = data_or_null<S>(mask),
             *kh_p = data_or_null<S>(keep_h);
+    Tensor small_a = rzn.new_empty({kSmallRows, H}), small_b = rzn.new_empty({kSmallRows, H});
+    Tensor held_a, held_b;  // product()'s buffers: ds's, and d_rec's (read at the next step)
+    S* d_rec_p = d_rec.data_ptr<S>();
     int64_t n_rec = B;  // rows of d_rec: those that ran at step t + 1
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t n = rows_at(active, t, B);
-      state_grad_rows(d_rec.data_ptr<S>(), n_rec, mask_p, p.carry, gh_p + t * BH,
-                      d_in.data_ptr<S>(), B, H);
+      state_grad_rows<S>(d_rec_p, n_rec, mask_p, p.carry, gh_p + t * BH, d_in.data_ptr<S>(), B,
+                         H);
       p.kh = kh_p ? kh_p + t * BH : nullptr;
       p.rzn = rzn.data_ptr<S>() + t * BG;
       p.rec = rec.data_ptr<S>() + t * rec.size(1) * rec.size(2);
@@ -1102,27 +1120,25 @@ std::vector<Tensor> gru_backward(const Tensor& grad_hs, const Tensor& h_all, con
         if (reset_after) zero_rows(p.d_hg, n, B, G);
         if (ln_hh != nullptr) zero_rows(p.d_raw, n, B, G);
       }
-      const Tensor d_raw_t = d_raw.select(0, t).narrow(0, 0, n);
       n_rec = n;
+      S *small_a_p = small_a.data_ptr<S>(), *small_b_p = small_b.data_ptr<S>();
       if (reset_after) {
         at::parallel_for(0, n, grain(G), [&](int64_t b0, int64_t b1) { gru_after_backward_rows(p, b0, b1); });
-        d_rec = mm_nt(d_raw_t, prod_a);  // (n, H)
+        d_rec_p = product<S>(p.d_raw, G, n, prod_a, nullptr, small_b_p, held_b);  // (n, H)
         continue;
       }
       at::parallel_for(0, n, grain(G), [&](int64_t b0, int64_t b1) { gru_before_n_backward_rows(p, b0, b1); });
-      Tensor ds = mm_nt(d_raw_t.narrow(1, 2 * H, H), *prod_b);  // dL/ds (n, H)
-      p.ds = ds.data_ptr<S>();
+      p.ds = product<S>(p.d_raw + 2 * H, G, n, *prod_b, nullptr, small_a_p, held_a);  // dL/ds
       at::parallel_for(0, n, grain(G), [&](int64_t b0, int64_t b1) { gru_before_rz_backward_rows(p, b0, b1); });
-      d_rec = mm_nt(d_raw_t.narrow(1, 0, 2 * H), prod_a);  // (n, H)
-      S* drp = d_rec.data_ptr<S>();
+      d_rec_p = product<S>(p.d_raw, G, n, prod_a, nullptr, small_b_p, held_b);  // (n, H)
+      S* drp = d_rec_p;
       const S* dsp = p.ds;
       for (int64_t b = 0; b < n; ++b) {
         const S* r = p.rzn + b * G;
         for (int64_t j = 0; j < H; ++j) drp[b * H + j] += dsp[b * H + j] * r[j];
       }
     }
-    state_grad_rows<S>(d_rec.data_ptr<S>(), n_rec, mask_p, p.carry, nullptr, dh.data_ptr<S>(), B,
-                       H);
+    state_grad_rows<S>(d_rec_p, n_rec, mask_p, p.carry, nullptr, dh.data_ptr<S>(), B, H);
   });
   Tensor none = rzn.new_empty({0});
   return {d_x, reset_after ? d_hg : none, ln_hh ? d_raw : none, dh, sums.sum(0, G),
