@@ -11,6 +11,7 @@ than 100%). Keras 3 on TensorFlow is timed in a subprocess when tensorflow is in
 
     python benchmarks/rnn_speed.py            # every shape (about 15 minutes on 2 cores)
     python benchmarks/rnn_speed.py --quick    # fewer shapes and repeats (under 5 minutes)
+    python benchmarks/rnn_speed.py --malloc default   # glibc's settings, not lstmkit's
 
 Nothing else may run on the machine meanwhile: with 2 cores, any other load skews it.
 """
@@ -28,6 +29,7 @@ from pathlib import Path
 import torch
 
 import lstmkit.nn as lnn
+from lstmkit import runtime
 from lstmkit.nn.engines import gemm
 
 SHAPES = [(32, 7, 1, 64), (64, 100, 64, 256), (64, 35, 400, 1150), (1, 1000, 40, 256),
@@ -235,7 +237,12 @@ def main() -> None:
                         help=f"comma-separated subset of {', '.join(VARIANTS)}")
     parser.add_argument("--shapes", help="B,T,F,H;B,T,F,H;... instead of the default list")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--malloc", choices=("keep", "default"), default="keep",
+                        help="keep: glibc keeps freed memory, as the lstmkit command sets it "
+                             "(lstmkit.runtime.keep_freed_memory; applies to torch.nn too); "
+                             "default: glibc's own settings")
     args = parser.parse_args()
+    kept = args.malloc == "keep" and runtime.keep_freed_memory()
     torch.manual_seed(0)
     variants = args.variants.split(",")
     shapes = QUICK_SHAPES if args.quick else SHAPES
@@ -245,7 +252,8 @@ def main() -> None:
     peak = gemm_flops_per_second()
     rows = {}
     print(f"GEMM peak {peak / 1e9:.1f} GFLOP/s; ratio = lstmkit / torch.nn (median of "
-          f"{repeats} interleaved repeats); % = share of the GEMM peak")
+          f"{repeats} interleaved repeats); % = share of the GEMM peak; freed memory kept "
+          f"for reuse: {kept}")
     print(f"{'shape (B,T,F,H)':>22} {'variant':>36} {'ratio':>7} {'ms':>9} {'%peak':>6}")
     for shape in shapes:
         for key, result in bench_shape(shape, variants, repeats, min_seconds).items():
@@ -272,6 +280,7 @@ def main() -> None:
     path = args.out / f"rnn_speed-{stamp}.json"
     meta = dict(torch=torch.__version__, threads=torch.get_num_threads(),
                 machine=platform.machine(), gemm_flops_per_second=peak, quick=args.quick,
+                malloc_keeps_freed_memory=kept,
                 scan_products_on_onednn=gemm.ONEDNN)
     path.write_text(json.dumps(dict(meta=meta, results=rows), indent=1))
     print(f"wrote {path}")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
-from .. import __version__
+from .. import __version__, runtime
 from ..errors import LstmkitError
 from . import classify, forecast
 
@@ -28,6 +29,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if os.environ.get("LSTMKIT_KEEP_MEMORY", "1") != "0":
+        runtime.keep_freed_memory()  # about 1.4x faster CPU training steps (lstmkit.runtime)
     if not args.debug:
         warnings.showwarning = _show_warning
     try:
