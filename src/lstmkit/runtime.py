@@ -39,6 +39,8 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    applied = bool(mallopt(_M_MMAP_THRESHOLD, _LIMIT)) and bool(mallopt(_M_TRIM_THRESHOLD, _LIMIT))
+    mapped = bool(mallopt(_M_MMAP_THRESHOLD, _LIMIT))  # older glibc refuse more than 32 MB
+    trimmed = bool(mallopt(_M_TRIM_THRESHOLD, _LIMIT))
+    applied = mapped and trimmed
     _log.debug("glibc malloc keeps freed memory: %s", applied)
     return applied

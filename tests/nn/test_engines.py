@@ -75,6 +75,31 @@ def test_scan_refuses_second_derivatives_clearly():
         torch.autograd.grad(layer(x)[0].sum(), x, create_graph=True)
 
 
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+def test_fused_by_name_keeps_second_derivatives_with_lengths(mode):
+    # "auto" may run the ragged steps of a batch with lengths on the scan engine's compiled
+    # loops (first derivatives only); engine="fused" asked for by name stays in torch's kernel.
+    x = torch.randn(5, 3, 4, dtype=torch.float64)
+    lengths = torch.tensor([5, 3, 2])
+    grads = {}
+    for engine in ("fused", "reference"):
+        layer = make_layer(mode, input_size=4, hidden_size=8, engine=engine)
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for p in layer.parameters():
+                p.copy_(torch.randn_like(p) * 0.5)
+        xi = x.clone().requires_grad_()
+        (g,) = torch.autograd.grad(layer(xi, lengths=lengths)[0].pow(2).sum(), xi,
+                                   create_graph=True)
+        (gg,) = torch.autograd.grad(g.pow(2).sum(), xi)
+        grads[engine] = gg
+    torch.testing.assert_close(grads["fused"], grads["reference"], atol=1e-10, rtol=0)
+    auto = make_layer(mode, input_size=4, hidden_size=8)
+    xi = x.clone().requires_grad_()
+    with pytest.raises(RuntimeError, match="first derivatives only"):
+        torch.autograd.grad(auto(xi, lengths=lengths)[0].sum(), xi, create_graph=True)
+
+
 REGULARISERS = {
     "plain": {},
     "recurrent_dropout": dict(recurrent_dropout=0.3),

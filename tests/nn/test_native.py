@@ -178,11 +178,17 @@ def test_the_compiled_streaming_step_matches_the_cells(options, batch, dtype):
 
 
 def test_the_streaming_step_builds_a_graph_when_one_is_wanted():
-    # Outside no_grad the compiled step (which has no backward) stands aside.
+    # Outside no_grad the compiled step (which has no backward) stands aside: for the
+    # weights, and for a state that wants a gradient while the weights are frozen.
     layer = make_layer("lstm", input_size=3, hidden_size=4).eval()
     y, _ = layer.step(torch.randn(1, 3, dtype=torch.float64))
     y.sum().backward()
     assert layer.weight_ih_l0.grad is not None and layer.weight_ih_l0.grad.abs().sum() > 0
+    layer.requires_grad_(False)
+    h0, c0 = (torch.randn(1, 1, 4, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    y, _ = layer.step(torch.randn(1, 3, dtype=torch.float64), (h0, c0))
+    y.sum().backward()
+    assert h0.grad is not None and c0.grad is not None and h0.grad.abs().sum() > 0
 
 
 def test_weight_gradients_reach_onednn_matmul_and_agree_with_torch_mm():
@@ -203,3 +209,20 @@ def test_weight_gradients_reach_onednn_matmul_and_agree_with_torch_mm():
     torch.testing.assert_close(torch.ops.lstmkit_native.mm_tn(a[::2], b[::2]).double(),
                                a[::2].double().t() @ b[::2].double(), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(gemm.mm_tn(a.double(), b.double()), want, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("engine", ["auto", "scan"])
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+def test_lengths_under_cpu_autocast_keep_each_rows_final_state(mode, engine):
+    # Under autocast the input projection comes out in bfloat16; the recurrence must still run
+    # (in float32) and skip each row's padded steps: shorter rows once got the state of their
+    # padded steps (the Python loops ran, without keep fractions), and before that it raised.
+    layer = make_layer(mode, input_size=3, hidden_size=8, engine=engine).float()
+    x = torch.randn(5, 2, 3)
+    lengths = torch.tensor([2, 5])
+    with torch.no_grad():
+        want = layer(x, lengths=lengths)[1]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = layer(x, lengths=lengths)[1]
+    want, got = (t[0] if mode == "lstm" else t for t in (want, got))
+    torch.testing.assert_close(got.float(), want, atol=0.05, rtol=0.05)

@@ -80,8 +80,12 @@ _SHARED_ARGS_DOC = """
         ``"auto"`` takes ``fused`` (oneDNN on the CPU, cuDNN on CUDA) wherever it can run the
         options, and ``scan`` otherwise, with one exception measured on the CPU: the GRU, which
         has no oneDNN kernel, runs on ``scan`` where its oneDNN products and hand-written
-        backward are faster (engines._gru_scan_is_faster). ``step()`` runs the cells directly
-        (``last_engine == "step"``). An explicit engine that cannot run an option raises.
+        backward are faster (engines._gru_scan_is_faster); and with ``lengths`` on the CPU,
+        ``fused`` chosen by ``"auto"`` may run the steps that only some rows have on ``scan``'s
+        compiled loops (engines.fused._lengths_path), so second derivatives with lengths need
+        ``engine="fused"`` (named: torch's kernel only) or ``"reference"``. ``step()`` runs the
+        cells directly (``last_engine == "step"``). An explicit engine that cannot run an
+        option raises.
 """
 
 
@@ -246,7 +250,8 @@ class _RecurrentLayer(nn.Module):
             log.debug("%s runs on engine %r", name, engine)
             self.__dict__["last_engine"] = engine  # plain attribute: skip Module.__setattr__
         masks = self._draw_masks(spec, T, B, x)
-        result = get_engine(engine)(x, lengths, hx, params, masks, spec, self.training)
+        run = get_engine(engine, requested=self.engine != "auto")
+        result = run(x, lengths, hx, params, masks, spec, self.training)
         out, h_n, c_n = result
         if packed:
             order = input.sorted_indices
@@ -354,7 +359,7 @@ class _RecurrentLayer(nn.Module):
         inp, hs, cs = x, [], []
         params = self._direction_params()
         masks = self._draw_masks(spec, 1, x.shape[0], x)  # in forward()'s order, T = 1
-        compiled = stream.runs(x, params, self.mode, self.proj_size, self.layer_norm)
+        compiled = stream.runs(x, (h0, c0), params, self.mode, self.proj_size, self.layer_norm)
         for layer, (p, m) in enumerate(zip(params, masks, strict=True)):
             norm = (None if not self.layer_norm else
                     LayerNormParams(p.ln_ih, p.ln_hh, p.ln_cell_weight, p.ln_cell_bias))

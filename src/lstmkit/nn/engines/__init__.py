@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 import torch
@@ -215,13 +216,19 @@ def _gru_scan_is_faster(spec: RecurrentSpec, device: torch.device, needs_grad: b
 _RUNNERS: dict[str, Callable[..., RunResult]] = {}
 
 
-def get_engine(name: str) -> Callable[..., RunResult]:
-    """The ``run`` function of the engine called ``name`` (not "auto")."""
+def get_engine(name: str, requested: bool = False) -> Callable[..., RunResult]:
+    """The ``run`` function of the engine called ``name`` (not "auto").
+
+    ``requested``: the user named the engine. ``fused`` then runs torch's kernel only; chosen
+    by "auto", it may run the ragged steps of a batch with lengths on the CPU on the scan
+    engine's compiled loops (fused.run), which give first derivatives only.
+    """
     if not _RUNNERS:
         from . import fused, reference, scan  # imported late: each engine imports this module
 
-        _RUNNERS.update(reference=reference.run, fused=fused.run, scan=scan.run)
-    return _RUNNERS[name]
+        _RUNNERS.update(reference=reference.run, fused=fused.run, scan=scan.run,
+                        fused_only=partial(fused.run, ragged_on_scan=False))
+    return _RUNNERS["fused_only" if requested and name == "fused" else name]
 
 
 def reverse_within_lengths(x: Tensor, lengths: Tensor | None) -> Tensor:

@@ -91,15 +91,19 @@ def run(
     masks: list[DirectionMasks],
     spec: RecurrentSpec,
     training: bool,
+    ragged_on_scan: bool = True,
 ) -> RunResult:
     """Run the stack over x (T, B, F) in torch's kernel; see engines.run_stack for the rules.
+
+    ``ragged_on_scan=False`` keeps every step in torch's kernel (packed or dense segments with
+    lengths), as ``engine="fused"`` asked for by name does: second derivatives then work.
 
     In one call when it can. Layer by layer when dropout acts between layers in training (so
     that the dropout is ours: the same masks as the other engines for the same seed), and,
     on the CPU, for a bidirectional stack with lengths (each direction runs on its own).
     """
     # Decided once for the whole stack, so that every call below agrees.
-    path = _lengths_path(x, lengths, params)
+    path = _lengths_path(x, lengths, params, ragged_on_scan)
     segmented = path != "packed"  # each direction on its own
     if not ((training and spec.dropout > 0 and spec.num_layers > 1)
             or (segmented and spec.bidirectional)):
@@ -170,7 +174,8 @@ def _run_layers(
     return out, h_n, c_n
 
 
-def _lengths_path(x: Tensor, lengths: Tensor | None, params: list[DirectionParams]) -> str:
+def _lengths_path(x: Tensor, lengths: Tensor | None, params: list[DirectionParams],
+                  ragged_on_scan: bool = True) -> str:
     """How torch's kernel runs a batch with lengths, the cheapest by a cost model fitted to
     benchmarks/rnn_speed.py on the 2-core CPU (README, "Speed"):
 
@@ -202,7 +207,7 @@ def _lengths_path(x: Tensor, lengths: Tensor | None, params: list[DirectionParam
     m, longest = int(lengths.min()), int(lengths.max())
     costs = {"packed": per_call + 3.0 * arithmetic(steps),
              "segments": len(torch.unique(lengths)) * per_call + arithmetic(steps)}
-    if scan.compiled_loops_run(x):
+    if ragged_on_scan and scan.skips_padding(x):
         costs["tail"] = 2 * per_call + arithmetic(m * B) + 1.4 * arithmetic((longest - m) * B)
         costs["scan"] = per_call + 1.4 * arithmetic(longest * B)
     return min(costs, key=costs.get)

@@ -87,7 +87,7 @@ def _probe() -> None:
     x, h, c = (torch.randn(2, k, generator=g) for k in (3, 4, 4))
     with torch.random.fork_rng(devices=[]):  # the cell's initialisation draws from it
         cell = torch.nn.LSTMCell(3, 4)
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast("cpu", enabled=False):  # a user's autocast region
         want_h, want_c = cell(x, (h, c))
         xg = (x @ cell.weight_ih.t() + cell.bias_ih + cell.bias_hh).unsqueeze(0)
         got = torch.ops.lstmkit_native.lstm_forward(

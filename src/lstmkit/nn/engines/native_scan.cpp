@@ -14,6 +14,7 @@
 #include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
+#include <torch/version.h>
 
 #include <dlfcn.h>
 
@@ -182,18 +183,20 @@ S* product(const S* x, int64_t ldx, int64_t M, const Product& p, const S* add, S
 // torch.mm sends it to MKL, which runs at half oneDNN's speed on the AMD EPYC we measure on
 // (a 6400-row LSTM(256) gradient: 16.3 ms against 7.2), and torch exposes oneDNN's matmul only
 // inside ATen: at::native::mkldnn_matmul, which reads the transposed operand through its
-// strides. It is private, so it is looked up by name at run time in the library that holds
-// at::mm, never linked: if a torch release drops or changes it, mm_tn falls back to at::mm and
+// strides. It is private, so it is looked up by name at run time in torch's CPU library (loaded
+// by torch already), never linked; only in torch 2.x, whose releases all have this signature (a
+// C++ name does not encode the return type, so a changed one could not be told from the name).
+// Where it is missing or disagrees with at::mm, mm_tn falls back to at::mm and
 // onednn_matmul_found() says so (tests/nn/test_native.py fails loudly on a build with oneDNN).
 using MkldnnMatmul = void (*)(const Tensor&, const Tensor&, const Tensor&, float, float);
 
 MkldnnMatmul find_mkldnn_matmul() {
-  Dl_info info;
-  using MM = Tensor (*)(const Tensor&, const Tensor&);
-  if (dladdr(reinterpret_cast<void*>(static_cast<MM>(&at::mm)), &info) == 0) return nullptr;
-  void* lib = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
-  if (lib == nullptr) return nullptr;
-  void* fn = dlsym(lib, "_ZN2at6native13mkldnn_matmulERKNS_6TensorES3_S3_ff");
+#if TORCH_VERSION_MAJOR != 2
+  return nullptr;
+#endif
+  void* lib = dlopen("libtorch_cpu.so", RTLD_LAZY | RTLD_NOLOAD);
+  void* fn = dlsym(lib == nullptr ? RTLD_DEFAULT : lib,
+                   "_ZN2at6native13mkldnn_matmulERKNS_6TensorES3_S3_ff");
   MkldnnMatmul found = reinterpret_cast<MkldnnMatmul>(fn);
   if (found == nullptr || !at::hasMKLDNN()) return nullptr;
   // Checked once against at::mm on a small product with a transposed operand.
@@ -222,7 +225,11 @@ Tensor mm_tn(const Tensor& a, const Tensor& b) {
     return at::mm(a.t(), b);
   }
   Tensor out = at::empty({a.size(1), b.size(1)}, a.options());
-  fn(a.t(), b.contiguous(), out, 0.0f, 1.0f);
+  try {
+    fn(a.t(), b.contiguous(), out, 0.0f, 1.0f);
+  } catch (const std::exception&) {  // a shape or layout oneDNN refuses: the library GEMM
+    return at::mm(a.t(), b);
+  }
   return out;
 }
 
@@ -366,6 +373,14 @@ inline int64_t rows_at(at::IntArrayRef active, int64_t t, int64_t B) {
   return active.empty() ? B : active[t];
 }
 
+void check_active(at::IntArrayRef active, int64_t T, int64_t B) {
+  TORCH_CHECK(active.empty() || static_cast<int64_t>(active.size()) == T,
+              "lstmkit_native: active has ", active.size(), " entries for ", T, " steps");
+  for (const int64_t n : active) {
+    TORCH_CHECK(n >= 0 && n <= B, "lstmkit_native: active rows ", n, " outside [0, ", B, "]");
+  }
+}
+
 // Rows [n, B) of a (B, width) buffer: zeroed (buffers backward reads) or copied from src.
 template <typename S>
 inline void zero_rows(S* p, int64_t n, int64_t B, int64_t width) {
@@ -380,27 +395,26 @@ inline void copy_rows(const S* src, S* dst, int64_t n, int64_t B, int64_t width)
 // Sums over all steps and rows that the backward loops add up while a row is in cache (the
 // gradients of layer-norm gains and of the biases beside them), one partial sum per thread:
 // at::parallel_for gives each thread the same rows at every step, so the order is fixed.
-// Each named sum is a column range [offset, offset + width) of one (threads, total) buffer.
+// Each named sum is a column range [offset, offset + width) of one (threads, total) buffer,
+// in float64 whatever the data's type: a float32 running sum over T * B rows would lose what
+// torch's pairwise sums keep.
 struct ThreadSums {
   Tensor buf;
-  int64_t total = 0;
-  ThreadSums(int64_t total_, const Tensor& like) : total(total_) {
-    buf = like.new_zeros({at::get_num_threads(), std::max<int64_t>(total_, 1)});
+  at::ScalarType dtype;
+  ThreadSums(int64_t total, const Tensor& like) : dtype(like.scalar_type()) {
+    buf = like.new_zeros({at::get_num_threads(), std::max<int64_t>(total, 1)}, at::kDouble);
   }
-  template <typename S>
-  S* mine() const {
-    return buf.data_ptr<S>() + at::get_thread_num() * buf.size(1);
-  }
+  double* mine() const { return buf.data_ptr<double>() + at::get_thread_num() * buf.size(1); }
   Tensor sum(int64_t offset, int64_t width) const {
-    return buf.narrow(1, offset, width).sum(0);
+    return buf.narrow(1, offset, width).sum(0).to(dtype);
   }
 };
 
 // acc_d += d and acc_dx += d ⊙ x (either accumulator may be null), n values.
 template <typename S>
-inline void accumulate_row(const S* d, const S* x, S* acc_dx, S* acc_d, int64_t n) {
+inline void accumulate_row(const S* d, const S* x, double* acc_dx, double* acc_d, int64_t n) {
   if (acc_dx != nullptr) {
-    for (int64_t j = 0; j < n; ++j) acc_dx[j] += d[j] * x[j];
+    for (int64_t j = 0; j < n; ++j) acc_dx[j] += double(d[j]) * double(x[j]);
   }
   if (acc_d != nullptr) {
     for (int64_t j = 0; j < n; ++j) acc_d[j] += d[j];
@@ -504,6 +518,7 @@ std::vector<Tensor> lstm_forward(const Tensor& xg, const Tensor& h0, const Tenso
                                  const OptTensor& keep_c_, at::IntArrayRef active, bool save) {
   at::NoGradGuard no_grad;
   const int64_t T = xg.size(0), B = xg.size(1), G = xg.size(2), H = G / 4, R = h0.size(1);
+  check_active(active, T, B);
   const Tensor *b_hh = ptr_or_null(b_hh_), *ln_hh = ptr_or_null(ln_hh_),
                *w_hr = ptr_or_null(w_hr_), *ln_cw = ptr_or_null(ln_cw_),
                *ln_cb = ptr_or_null(ln_cb_), *mask = ptr_or_null(mask_),
@@ -604,9 +619,15 @@ std::vector<Tensor> lstm_cell_step(const Tensor& x_, const Tensor& h_, const Ten
                w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous();
   const int64_t B = x.size(0), G = w_hh.size(0), H = G / 4;
   TORCH_CHECK(w_ih.size(1) == x.size(1) && w_hh.size(1) == H && h.size(1) == H &&
-                  c.size(1) == H && w_ih.size(0) == G,
+                  c.size(1) == H && w_ih.size(0) == G && h.size(0) == B && c.size(0) == B,
               "lstm_cell_step: expected x (B, F), h and c (B, H), w_ih (4H, F), w_hh (4H, H)");
-  const Tensor *b_ih = ptr_or_null(b_ih_), *b_hh = ptr_or_null(b_hh_);
+  const OptTensor b_ih_c = b_ih_.has_value() && b_ih_->defined() ? OptTensor(b_ih_->contiguous())
+                                                                  : std::nullopt;
+  const OptTensor b_hh_c = b_hh_.has_value() && b_hh_->defined() ? OptTensor(b_hh_->contiguous())
+                                                                  : std::nullopt;
+  const Tensor *b_ih = ptr_or_null(b_ih_c), *b_hh = ptr_or_null(b_hh_c);
+  TORCH_CHECK((b_ih == nullptr || b_ih->numel() == G) && (b_hh == nullptr || b_hh->numel() == G),
+              "lstm_cell_step: biases must have 4H values");
   Tensor pre;
   if (B <= kSmallRows) {
     pre = x.new_empty({B, G});
@@ -675,7 +696,7 @@ struct LSTMGradStep {
 template <typename S>
 void lstm_backward_rows(const LSTMGradStep<S>& p, int64_t b0, int64_t b1) {
   const int64_t H = p.H, G = 4 * H;
-  S* acc = p.sums == nullptr ? nullptr : p.sums->template mine<S>();
+  double* acc = p.sums == nullptr ? nullptr : p.sums->mine();
   for (int64_t b = b0; b < b1; ++b) {
     const S* a = p.act + b * G;
     const S *i = a, *f = a + H, *g = a + 2 * H, *o = a + 3 * H;
@@ -723,6 +744,7 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_hs, const Tensor& grad_c_n,
   at::NoGradGuard no_grad;
   const int64_t T = acts.size(0), B = acts.size(1), G = acts.size(2), H = G / 4,
                 R = grad_hs.size(2);
+  check_active(active, T, B);
   const Tensor *ln_hh = ptr_or_null(ln_hh_), *w_hr_t = ptr_or_null(w_hr_t_),
                *ln_cw = ptr_or_null(ln_cw_), *mask = ptr_or_null(mask_),
                *keep_h = ptr_or_null(keep_h_), *keep_c = ptr_or_null(keep_c_);
@@ -905,6 +927,7 @@ std::vector<Tensor> gru_forward(const Tensor& xg, const Tensor& h0, const Tensor
                                 at::IntArrayRef active, bool save) {
   at::NoGradGuard no_grad;
   const int64_t T = xg.size(0), B = xg.size(1), G = xg.size(2), H = G / 3;
+  check_active(active, T, B);
   const Tensor *b_hh = ptr_or_null(b_hh_), *ln_hh = ptr_or_null(ln_hh_),
                *mask = ptr_or_null(mask_), *keep_h = ptr_or_null(keep_h_);
   const int64_t steps = save ? T : 1;
@@ -1008,7 +1031,7 @@ inline void gru_common_row(const GRUGradStep<S>& p, int64_t b) {
 template <typename S>
 void gru_after_backward_rows(const GRUGradStep<S>& p, int64_t b0, int64_t b1) {
   const int64_t H = p.H, G = 3 * H;
-  S* acc = p.sums->template mine<S>();
+  double* acc = p.sums->mine();
   for (int64_t b = b0; b < b1; ++b) {
     gru_common_row(p, b);
     const S *r = p.rzn + b * G, *hn = p.rec + b * G + 2 * H;
@@ -1045,7 +1068,7 @@ void gru_before_n_backward_rows(const GRUGradStep<S>& p, int64_t b0, int64_t b1)
 template <typename S>
 void gru_before_rz_backward_rows(const GRUGradStep<S>& p, int64_t b0, int64_t b1) {
   const int64_t H = p.H, G = 3 * H;
-  S* acc = p.sums->template mine<S>();
+  double* acc = p.sums->mine();
   for (int64_t b = b0; b < b1; ++b) {
     const S *r = p.rzn + b * G, *hi = p.h_in + b * H, *ds = p.ds + b * H;
     S* dx = p.d_x + b * G;
@@ -1072,6 +1095,7 @@ std::vector<Tensor> gru_backward(const Tensor& grad_hs, const Tensor& h_all, con
                                  at::IntArrayRef active) {
   at::NoGradGuard no_grad;
   const int64_t T = rzn.size(0), B = rzn.size(1), G = rzn.size(2), H = G / 3;
+  check_active(active, T, B);
   const Tensor *ln_hh = ptr_or_null(ln_hh_), *mask = ptr_or_null(mask_),
                *keep_h = ptr_or_null(keep_h_), *h_in_all = ptr_or_null(h_in_all_);
   Tensor d_x = rzn.new_empty({T, B, G});

@@ -58,7 +58,7 @@ def run(
     training: bool,
 ) -> RunResult:
     """Run the stack over x (T, B, F); see :func:`lstmkit.nn.engines.run_stack`."""
-    skip = lengths is not None and compiled_loops_run(x)
+    skip = lengths is not None and skips_padding(x)
     runner = partial(_run_direction, skip_padding=True) if skip else _run_direction
     return run_stack(runner, x, lengths, hx, params, masks, spec, training)
 
@@ -127,14 +127,23 @@ def _run_direction(
     keep_h = None if keep_h is None else keep_h.to(x.dtype)
     # The input projection of every step in one GEMM, (T*B, F) @ (F, G*H), with the biases
     # that add to it: b_ih, and the LSTM's b_hh too when no layer norm comes in between.
-    b_hh = p.b_hh
+    # (The LSTM's b_hh outside a layer norm of W_hh h simply adds to the pre-activations.)
+    b_hh, late_bias = p.b_hh, None
     bias = p.b_ih if p.ln_ih is None else None
     if spec.mode == "lstm" and b_hh is not None and p.ln_hh is None:
-        bias, b_hh = (b_hh if bias is None else bias + b_hh), None
+        if p.ln_ih is None:
+            bias = b_hh if bias is None else bias + b_hh
+        else:
+            late_bias = b_hh
+        b_hh = None
     xg = gemm.linear(x.reshape(T * B, F_in), p.w_ih, bias)  # (T*B, G*H)
     if p.ln_ih is not None:  # gain ⊙ LN(W_ih x) + b_ih in one kernel
         xg = F.layer_norm(xg, xg.shape[-1:], p.ln_ih, p.b_ih, LAYER_NORM_EPS)
-    xg = xg.reshape(T, B, -1)  # (T, B, G*H)
+    if late_bias is not None:
+        xg = xg + late_bias
+    # Under autocast the projection comes out in a lower precision; the recurrence runs in the
+    # input's dtype, that of its state and buffers (autocast lowers the projection only).
+    xg = xg.reshape(T, B, -1).to(x.dtype)  # (T, B, G*H)
     # Keep per-step buffers for a backward pass only when one can follow.
     save = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (xg, h0, c0, *p))
@@ -156,10 +165,24 @@ def _run_direction(
     return DirectionResult(output, hs[-1], c_n)
 
 
+def skips_padding(x: Tensor) -> bool:
+    """Whether the compiled loops will run the recurrence of this input, so that the rows
+    past their length can be skipped (the recurrence runs in x's dtype, see _run_direction)."""
+    return compiled_loops_run(x)
+
+
 def compiled_loops_run(xg: Tensor) -> bool:
     """Whether the compiled loops (native.py) run this tensor's recurrence."""
     return (xg.device.type == "cpu" and xg.dtype in (torch.float32, torch.float64)
             and native.enabled() and native.available())
+
+
+def _check_active(active: list[int] | None, native_loops: bool) -> None:
+    # Skipped rows carry no keep fraction at padded steps: only the compiled loops honour
+    # ``active``; the Python loops would run the padded steps as ordinary ones.
+    if active and not native_loops:
+        raise RuntimeError("lstmkit internal error: rows were set to be skipped for loops that "
+                           "cannot skip them; please report it.")
 
 
 def _dense(t: Tensor | None, shape: tuple[int, ...], like: Tensor) -> Tensor | None:
@@ -174,8 +197,9 @@ def _refuse_double_backward() -> None:
     # buffers, so no graph of the backward exists: say so rather than return a partial one.
     if torch.is_grad_enabled():
         raise RuntimeError("engine='scan' computes first derivatives only (its backward is "
-                           "hand-written); for create_graph=True use engine='reference' or "
-                           "engine='fused'.")
+                           "hand-written; engine='auto' runs the ragged steps of a batch with "
+                           "lengths on it on the CPU); for create_graph=True use "
+                           "engine='reference' or engine='fused'.")
 
 
 def _ln_forward(y: Tensor) -> tuple[Tensor, Tensor]:
@@ -217,8 +241,9 @@ class _LSTMScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, save, xg, h0, c0, w_hh, b_hh, ln_hh, w_hr, ln_cw, ln_cb, mask, keep_h,
                 keep_c, active=None):
-        # active (compiled loops only): rows running at each step, see _run_sorted.
+        # active (compiled loops only): rows running at each step, see _run_direction.
         ctx.native = compiled_loops_run(xg)
+        _check_active(active, ctx.native)
         ctx.active = active or []
         if ctx.native:
             return _LSTMScan._native_forward(ctx, save, xg, h0, c0, w_hh, b_hh, ln_hh, w_hr,
@@ -416,6 +441,7 @@ class _GRUScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, save, xg, h0, w_hh, b_hh, ln_hh, mask, keep_h, reset_after, active=None):
         ctx.native = compiled_loops_run(xg)
+        _check_active(active, ctx.native)
         ctx.active = active or []
         if ctx.native:
             return _GRUScan._native_forward(ctx, save, xg, h0, w_hh, b_hh, ln_hh, mask, keep_h,
