@@ -117,10 +117,81 @@ void gemv(const GemvArgs<S>& g) {
 
 // A weight w (N, K) for repeated products x @ w.T, and its oneDNN packing (from the Python
 // side, which decides where that pays, engines/gemm.py).
+// Small products of a few dozen rows by a small weight, y (M, N) = x (M, K) @ wt (K, N) (+ add),
+// wt = w.T contiguous: tiles of 4 rows by 2 vectors of columns in 8 accumulators, x broadcast,
+// no horizontal sums; the column tiles split across the cores. MKL takes ~13 us for a
+// (32 x 64) @ (64 x 256) on the machine we measure on, most of a tiny LSTM's step.
+constexpr int64_t kSmallGemmRows = 64;  // up to this many rows,
+constexpr int64_t kSmallGemmWeights = 1 << 16;  // and a weight up to this many values
+
+// One tile of small_gemm: ROWS rows from m0, 2 vectors of columns from n0 (ROWS fixed at compile
+// time, so that the accumulators stay in registers).
+template <typename S, int ROWS>
+inline void small_gemm_tile(const S* x, int64_t ldx, const S* wt, const S* add, S* y,
+                            int64_t m0, int64_t n0, int64_t K, int64_t N) {
+  constexpr int64_t W = Vec<S>::size();
+  Vec<S> a0[ROWS], a1[ROWS];
+  for (int r = 0; r < ROWS; ++r) a0[r] = a1[r] = Vec<S>(S(0));
+  for (int64_t k = 0; k < K; ++k) {
+    const Vec<S> w0 = Vec<S>::loadu(wt + k * N + n0), w1 = Vec<S>::loadu(wt + k * N + n0 + W);
+    for (int r = 0; r < ROWS; ++r) {
+      const Vec<S> xv(x[(m0 + r) * ldx + k]);
+      a0[r] = at::vec::fmadd(xv, w0, a0[r]);
+      a1[r] = at::vec::fmadd(xv, w1, a1[r]);
+    }
+  }
+  for (int r = 0; r < ROWS; ++r) {
+    S* yr = y + (m0 + r) * N + n0;
+    if (add != nullptr) {
+      const S* ar = add + (m0 + r) * N + n0;
+      a0[r] += Vec<S>::loadu(ar);
+      a1[r] += Vec<S>::loadu(ar + W);
+    }
+    a0[r].store(yr);
+    a1[r].store(yr + W);
+  }
+}
+
+template <typename S>
+void small_gemm(const S* x, int64_t ldx, const S* wt, const S* add, S* y, int64_t M, int64_t K,
+                int64_t N) {
+  constexpr int64_t kCols = 2 * Vec<S>::size();
+  const int64_t tiles = N / kCols;
+  // Column tiles per thread: at least ~32k multiply-adds each.
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, M * K * kCols));
+  at::parallel_for(0, tiles + 1, grain, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      if (c < tiles) {
+        int64_t m = 0;
+        for (; m + 4 <= M; m += 4) small_gemm_tile<S, 4>(x, ldx, wt, add, y, m, c * kCols, K, N);
+        for (; m < M; ++m) small_gemm_tile<S, 1>(x, ldx, wt, add, y, m, c * kCols, K, N);
+        continue;
+      }
+      for (int64_t m = 0; m < M; ++m) {  // the columns past the last full tile
+        for (int64_t n = tiles * kCols; n < N; ++n) {
+          S v = add == nullptr ? S(0) : add[m * N + n];
+          for (int64_t k = 0; k < K; ++k) v += x[m * ldx + k] * wt[k * N + n];
+          y[m * N + n] = v;
+        }
+      }
+    }
+  });
+}
+
+// Rows of product()'s `small` buffer for a batch of B rows.
+inline int64_t small_rows(int64_t B) {
+  return std::max(kSmallRows, std::min(B, kSmallGemmRows));
+}
+
+// A weight w (N, K) for repeated products x @ w.T with up to `rows` rows: its oneDNN packing
+// (from the Python side, which decides where that pays, engines/gemm.py), or w.T for
+// small_gemm where the rows and the weight are small.
 struct Product {
-  Tensor w, packed;
-  Product(const Tensor& w_, const std::optional<Tensor>& packed_) : w(w_.contiguous()) {
+  Tensor w, packed, wt;
+  Product(const Tensor& w_, const std::optional<Tensor>& packed_, int64_t rows)
+      : w(w_.contiguous()) {
     if (packed_.has_value() && packed_->defined()) packed = *packed_;
+    if (rows <= kSmallGemmRows && w.numel() <= kSmallGemmWeights) wt = w.t().contiguous();
   }
 };
 
@@ -148,9 +219,10 @@ Tensor mm_nt(const Tensor& x, const Product& p, const Tensor* add = nullptr) {
 }
 
 // The time loops' products: M rows at x (row stride ldx) @ p.w.T (+ add (M, N) contiguous), as
-// a pointer valid until the next call with the same buffers. A few rows go through gemv into
-// `small` (M x N values, reused step after step: no tensor is made, which at batch 1 is a good
-// part of a step); more through mm_nt, the result kept in `held`.
+// a pointer valid until the next call with the same buffers. A few rows go through gemv, and
+// small products through small_gemm, into `small` (M x N values, reused step after step: no
+// tensor is made, which at batch 1 is a good part of a step); more through mm_nt, the result
+// kept in `held`.
 template <typename S>
 S* product(const S* x, int64_t ldx, int64_t M, const Product& p, const S* add, S* small,
            Tensor& held) {
@@ -166,6 +238,10 @@ S* product(const S* x, int64_t ldx, int64_t M, const Product& p, const S* add, S
     g.M = M;
     g.N = N;
     gemv(g);
+    return small;
+  }
+  if (p.wt.defined()) {
+    small_gemm(x, ldx, p.wt.data_ptr<S>(), add, small, M, K, N);
     return small;
   }
   const auto opts = p.w.options();
@@ -537,9 +613,9 @@ std::vector<Tensor> lstm_forward(const Tensor& xg, const Tensor& h0, const Tenso
   Tensor rstd_c = empty_if(ln_cw != nullptr, {steps, B}, xg);
   Tensor c_new = empty_if(keep_c != nullptr, {B, H}, xg);
   Tensor r_buf = empty_if(w_hr != nullptr, {B, H}, xg);
-  const Product rec(w_hh, w_hh_packed);
+  const Product rec(w_hh, w_hh_packed, B);
   const std::optional<Product> proj =
-      w_hr ? std::optional<Product>(Product(*w_hr, w_hr_packed)) : std::nullopt;
+      w_hr ? std::optional<Product>(Product(*w_hr, w_hr_packed, B)) : std::nullopt;
   AT_DISPATCH_FLOATING_TYPES(xg.scalar_type(), "lstmkit_lstm_forward", [&] {
     using S = scalar_t;
     const int64_t BG = B * G, BH = B * H, BR = B * R;
@@ -552,7 +628,7 @@ std::vector<Tensor> lstm_forward(const Tensor& xg, const Tensor& h0, const Tenso
     p.ln_cb = data_or_null<S>(ln_cb);
     p.c_new = keep_c ? c_new.data_ptr<S>() : nullptr;
     p.r = w_hr ? r_buf.data_ptr<S>() : nullptr;
-    Tensor small = xg.new_empty({kSmallRows, G}), held;  // product()'s buffers
+    Tensor small = xg.new_empty({small_rows(B), G}), held;  // product()'s buffers
     S* small_p = small.data_ptr<S>();
     const S *xg_p = xg.data_ptr<S>(), *mask_p = data_or_null<S>(mask),
             *kh_p = data_or_null<S>(keep_h), *kc_p = data_or_null<S>(keep_c);
@@ -758,9 +834,9 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_hs, const Tensor& grad_c_n,
   Tensor dc = grad_c_n.contiguous().clone();
   Tensor dc_prev = empty_if(keep_c != nullptr, {B, H}, acts);
   Tensor d_rec = acts.new_zeros({B, R});  // d_raw_{t+1} @ W_hh, before the dropout mask
-  const Product rec(w_hh_t, w_hh_t_packed);
+  const Product rec(w_hh_t, w_hh_t_packed, B);
   const std::optional<Product> proj =
-      w_hr_t ? std::optional<Product>(Product(*w_hr_t, w_hr_t_packed)) : std::nullopt;
+      w_hr_t ? std::optional<Product>(Product(*w_hr_t, w_hr_t_packed, B)) : std::nullopt;
   AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "lstmkit_lstm_backward", [&] {
     using S = scalar_t;
     const int64_t BG = B * G, BH = B * H, BR = B * R;
@@ -775,7 +851,8 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_hs, const Tensor& grad_c_n,
     const S *gh_p = grad_hs.data_ptr<S>(), *mask_p = data_or_null<S>(mask),
             *kh_p = data_or_null<S>(keep_h), *kc_p = data_or_null<S>(keep_c);
     S *dh_p = dh.data_ptr<S>(), *cy = carry.data_ptr<S>();
-    Tensor small_a = acts.new_empty({kSmallRows, H}), small_b = acts.new_empty({kSmallRows, R});
+    Tensor small_a = acts.new_empty({small_rows(B), H});
+    Tensor small_b = acts.new_empty({small_rows(B), R});
     Tensor held_a, held_b;  // product()'s buffers: dr's, and d_rec's (read at the next step)
     const S* d_rec_p = d_rec.data_ptr<S>();
     int64_t n_rec = B;  // rows of d_rec: those that ran at step t + 1
@@ -938,9 +1015,9 @@ std::vector<Tensor> gru_forward(const Tensor& xg, const Tensor& h0, const Tensor
   Tensor h_in_all = empty_if(mask != nullptr, {steps, B, H}, xg);
   Tensor xhat = empty_if(ln_hh != nullptr, {steps, B, G}, xg);
   Tensor rstd = empty_if(ln_hh != nullptr, {steps, B, 2}, xg);
-  const Product prod_a(w_a, w_a_packed);
+  const Product prod_a(w_a, w_a_packed, B);
   const std::optional<Product> prod_b =
-      reset_after ? std::nullopt : std::optional<Product>(Product(*w_b_, w_b_packed));
+      reset_after ? std::nullopt : std::optional<Product>(Product(*w_b_, w_b_packed, B));
   AT_DISPATCH_FLOATING_TYPES(xg.scalar_type(), "lstmkit_gru_forward", [&] {
     using S = scalar_t;
     const int64_t BG = B * G, BH = B * H;
@@ -950,7 +1027,7 @@ std::vector<Tensor> gru_forward(const Tensor& xg, const Tensor& h0, const Tensor
     p.ln_hh = data_or_null<S>(ln_hh);
     const S *mask_p = data_or_null<S>(mask), *kh_p = data_or_null<S>(keep_h);
     S* h_p = h_all.data_ptr<S>();
-    Tensor small = xg.new_empty({kSmallRows, G}), held;  // product()'s buffers
+    Tensor small = xg.new_empty({small_rows(B), G}), held;  // product()'s buffers
     S* small_p = small.data_ptr<S>();
     for (int64_t t = 0; t < T; ++t) {
       const int64_t k = save ? t : 0, n = rows_at(active, t, B);
@@ -1105,9 +1182,9 @@ std::vector<Tensor> gru_backward(const Tensor& grad_hs, const Tensor& h_all, con
   Tensor carry = rzn.new_zeros({B, H});
   Tensor d_rec = rzn.new_zeros({B, H});  // (d_raw_{t+1} W_hh [+ ds r]), before the mask
   const ThreadSums sums(2 * G, rzn);
-  const Product prod_a(w_a_t, w_a_t_packed);
+  const Product prod_a(w_a_t, w_a_t_packed, B);
   const std::optional<Product> prod_b =
-      reset_after ? std::nullopt : std::optional<Product>(Product(*w_b_t_, w_b_t_packed));
+      reset_after ? std::nullopt : std::optional<Product>(Product(*w_b_t_, w_b_t_packed, B));
   AT_DISPATCH_FLOATING_TYPES(rzn.scalar_type(), "lstmkit_gru_backward", [&] {
     using S = scalar_t;
     const int64_t BG = B * G, BH = B * H;
@@ -1120,7 +1197,7 @@ std::vector<Tensor> gru_backward(const Tensor& grad_hs, const Tensor& h_all, con
     p.sums = &sums;
     const S *gh_p = grad_hs.data_ptr<S>(), *mask_p = data_or_null<S>(mask),
             *kh_p = data_or_null<S>(keep_h);
-    Tensor small_a = rzn.new_empty({kSmallRows, H}), small_b = rzn.new_empty({kSmallRows, H});
+    Tensor small_a = rzn.new_empty({small_rows(B), H}), small_b = rzn.new_empty({small_rows(B), H});
     Tensor held_a, held_b;  // product()'s buffers: ds's, and d_rec's (read at the next step)
     S* d_rec_p = d_rec.data_ptr<S>();
     int64_t n_rec = B;  // rows of d_rec: those that ran at step t + 1
