@@ -691,8 +691,7 @@ std::vector<Tensor> lstm_forward(const Tensor& xg, const Tensor& h0, const Tenso
 // The streaming step of a plain LSTM layer (no projection, no layer norm), inference only:
 // x (B, F), h (B, H), c (B, H), the layer's weights and biases as they are (biases or None).
 // At a few rows the gates come from one gemv over both weights; above, from the library's
-// GEMMs. Then the gate
-// row kernel of the scan. Returns h', c' (B, H).
+// GEMMs. Then the gate row kernel of the scan. Returns h', c' (B, H).
 std::vector<Tensor> lstm_cell_step(const Tensor& x_, const Tensor& h_, const Tensor& c_,
                                    const Tensor& w_ih_, const Tensor& w_hh_,
                                    const OptTensor& b_ih_, const OptTensor& b_hh_) {
