@@ -44,7 +44,7 @@ GRU_OPTIONS = [
 CASES = [("lstm", o) for o in LSTM_OPTIONS] + [("gru", o) for o in GRU_OPTIONS]
 
 
-@pytest.mark.parametrize("batch", [1, 3], ids=["small-product", "library-product"])
+@pytest.mark.parametrize("batch", [1, 3, 70], ids=["gemv", "small-gemm", "library-product"])
 @pytest.mark.parametrize("mode,options", CASES,
                          ids=[m + "-" + "-".join(f"{k}={v}" for k, v in o.items())
                               for m, o in CASES])
@@ -94,11 +94,14 @@ def test_compiled_loops_pass_gradcheck(mode, batch):
     assert torch.autograd.gradcheck(functional(layer, lengths=lengths), tuple(args))
 
 
+@pytest.mark.parametrize("hidden", [32, 40, 130], ids=["tiles", "tile-tail", "library"])
 @pytest.mark.parametrize("mode", ["lstm", "gru"])
-def test_compiled_loops_in_float32_match_the_python_loops(mode):
-    # float32 gates go through torch's exp_u20 (within 20 ulp) in the compiled loops.
+def test_compiled_loops_in_float32_match_the_python_loops(mode, hidden):
+    # float32 gates go through torch's exp_u20 (within 20 ulp) in the compiled loops; the
+    # products of 5 rows through small_gemm (whole tiles, or a scalar tail) or, past 64k
+    # weights, the library's GEMM.
     assert native.available()
-    layer = make_layer(mode, input_size=8, hidden_size=32, engine="scan", layer_norm=True,
+    layer = make_layer(mode, input_size=8, hidden_size=hidden, engine="scan", layer_norm=True,
                        recurrent_dropout=0.3).float()
     x, h0, c0, lengths, grads = make_inputs(layer, T=7, B=5, with_lengths=True)
     args = (x.float(), h0.float(), c0.float(), lengths, tuple(g.float() for g in grads))

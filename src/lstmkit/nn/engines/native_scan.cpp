@@ -197,7 +197,10 @@ struct Product {
   Product(const Tensor& w_, const std::optional<Tensor>& packed_, int64_t rows)
       : w(w_.contiguous()) {
     if (packed_.has_value() && packed_->defined()) packed = *packed_;
-    if (rows <= kSmallGemmRows && w.numel() <= kSmallGemmWeights) wt = w.t().contiguous();
+    // (at least 16 outputs: narrower products would run in small_gemm's scalar tail alone)
+    if (rows <= kSmallGemmRows && w.numel() <= kSmallGemmWeights && w.size(0) >= 16) {
+      wt = w.t().contiguous();
+    }
   }
 };
 
