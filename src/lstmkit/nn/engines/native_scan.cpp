@@ -121,8 +121,6 @@ void gemv(const GemvArgs<S>& g) {
   });
 }
 
-// A weight w (N, K) for repeated products x @ w.T, and its oneDNN packing (from the Python
-// side, which decides where that pays, engines/gemm.py).
 // Small products of a few dozen rows by a small weight, y (M, N) = x (M, K) @ wt (K, N) (+ add),
 // wt = w.T contiguous: tiles of 4 rows by 2 vectors of columns in 8 accumulators, x broadcast,
 // no horizontal sums; the column tiles split across the cores. MKL takes ~13 us for a
@@ -203,6 +201,11 @@ struct Product {
     }
   }
 };
+
+// The Product of an optional weight (a projection, the reset-before GRU's W_hn): none for null.
+std::optional<Product> optional_product(const Tensor* w, const OptTensor& packed, int64_t rows) {
+  return w == nullptr ? std::nullopt : std::optional<Product>(Product(*w, packed, rows));
+}
 
 // x @ w.T (+ add), contiguous: oneDNN where packed, else MKL (product() takes a few rows).
 Tensor mm_nt(const Tensor& x, const Product& p, const Tensor* add = nullptr) {
@@ -623,8 +626,7 @@ std::vector<Tensor> lstm_forward(const Tensor& xg, const Tensor& h0, const Tenso
   Tensor c_new = empty_if(keep_c != nullptr, {B, H}, xg);
   Tensor r_buf = empty_if(w_hr != nullptr, {B, H}, xg);
   const Product rec(w_hh, w_hh_packed, B);
-  const std::optional<Product> proj =
-      w_hr ? std::optional<Product>(Product(*w_hr, w_hr_packed, B)) : std::nullopt;
+  const std::optional<Product> proj = optional_product(w_hr, w_hr_packed, B);
   AT_DISPATCH_FLOATING_TYPES(xg.scalar_type(), "lstmkit_lstm_forward", [&] {
     using S = scalar_t;
     const int64_t BG = B * G, BH = B * H, BR = B * R;
@@ -843,8 +845,7 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_hs, const Tensor& grad_c_n,
   Tensor dc_prev = empty_if(keep_c != nullptr, {B, H}, acts);
   Tensor d_rec = acts.new_zeros({B, R});  // d_raw_{t+1} @ W_hh, before the dropout mask
   const Product rec(w_hh_t, w_hh_t_packed, B);
-  const std::optional<Product> proj =
-      w_hr_t ? std::optional<Product>(Product(*w_hr_t, w_hr_t_packed, B)) : std::nullopt;
+  const std::optional<Product> proj = optional_product(w_hr_t, w_hr_t_packed, B);
   AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "lstmkit_lstm_backward", [&] {
     using S = scalar_t;
     const int64_t BG = B * G, BH = B * H, BR = B * R;
@@ -877,8 +878,8 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_hs, const Tensor& grad_c_n,
         std::fill(cy, cy + n * R, S(0));
       }
       if (n < B) {  // rows past their length pass their whole gradient to h_{t-1}
-        std::copy(dh_p + n * R, dh_p + BR, cy + n * R);
-        std::fill(dh_p + n * R, dh_p + BR, S(0));
+        copy_rows<S>(dh_p, cy, n, B, R);
+        zero_rows(dh_p, n, B, R);
       }
       if (kc_p != nullptr) {
         const S* kc = kc_p + t * BH;
@@ -1024,8 +1025,7 @@ std::vector<Tensor> gru_forward(const Tensor& xg, const Tensor& h0, const Tensor
   Tensor xhat = empty_if(ln_hh != nullptr, {steps, B, G}, xg);
   Tensor rstd = empty_if(ln_hh != nullptr, {steps, B, 2}, xg);
   const Product prod_a(w_a, w_a_packed, B);
-  const std::optional<Product> prod_b =
-      reset_after ? std::nullopt : std::optional<Product>(Product(*w_b_, w_b_packed, B));
+  const std::optional<Product> prod_b = optional_product(ptr_or_null(w_b_), w_b_packed, B);
   AT_DISPATCH_FLOATING_TYPES(xg.scalar_type(), "lstmkit_gru_forward", [&] {
     using S = scalar_t;
     const int64_t BG = B * G, BH = B * H;
@@ -1191,8 +1191,7 @@ std::vector<Tensor> gru_backward(const Tensor& grad_hs, const Tensor& h_all, con
   Tensor d_rec = rzn.new_zeros({B, H});  // (d_raw_{t+1} W_hh [+ ds r]), before the mask
   const ThreadSums sums(2 * G, rzn);
   const Product prod_a(w_a_t, w_a_t_packed, B);
-  const std::optional<Product> prod_b =
-      reset_after ? std::nullopt : std::optional<Product>(Product(*w_b_t_, w_b_t_packed, B));
+  const std::optional<Product> prod_b = optional_product(ptr_or_null(w_b_t_), w_b_t_packed, B);
   AT_DISPATCH_FLOATING_TYPES(rzn.scalar_type(), "lstmkit_gru_backward", [&] {
     using S = scalar_t;
     const int64_t BG = B * G, BH = B * H;
