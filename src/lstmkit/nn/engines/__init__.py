@@ -202,7 +202,7 @@ def _gru_scan_is_faster(spec: RecurrentSpec, device: torch.device, needs_grad: b
     """
     if device.type != "cpu" or spec.mode != "gru" or batch_size is None:
         return False
-    if dtype in (torch.float32, torch.float64) and native.enabled() and native.available():
+    if dtype in (torch.float32, torch.float64) and native.available():
         return True
     H = spec.hidden_size
     onednn = gemm.onednn_for(dtype, device)

@@ -207,7 +207,7 @@ def _lengths_path(x: Tensor, lengths: Tensor | None, params: list[DirectionParam
     m, longest = int(lengths.min()), int(lengths.max())
     costs = {"packed": per_call + 3.0 * arithmetic(steps),
              "segments": len(torch.unique(lengths)) * per_call + arithmetic(steps)}
-    if ragged_on_scan and scan.skips_padding(x):
+    if ragged_on_scan and scan.compiled_loops_run(x):
         costs["tail"] = 2 * per_call + arithmetic(m * B) + 1.4 * arithmetic((longest - m) * B)
         costs["scan"] = per_call + 1.4 * arithmetic(longest * B)
     return min(costs, key=costs.get)

@@ -138,7 +138,7 @@ def mm_tn(a: Tensor, b: Tensor) -> Tensor:
     the compiled loops' ``mm_tn`` (oneDNN's matmul, reading a.T through its strides) where
     they are built and the product is large enough; torch.mm otherwise (see above)."""
     if (onednn_pays(a.shape[1], a.shape[0], b.shape[1], a.dtype, a.device)
-            and native.enabled() and native.available()):
+            and native.available()):
         return torch.ops.lstmkit_native.mm_tn(a, b)
     return a.t() @ b
 

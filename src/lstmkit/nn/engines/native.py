@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["SOURCE", "available", "build", "enabled", "library_path", "main", "set_enabled"]
+__all__ = ["SOURCE", "available", "build", "library_path", "main", "set_enabled"]
 
 SOURCE = Path(__file__).with_name("native_scan.cpp")
 _log = logging.getLogger("lstmkit")
@@ -116,11 +116,6 @@ def available() -> bool:
                           "Set LSTMKIT_NATIVE=0 to skip the attempt.", RuntimeWarning,
                           stacklevel=2)
     return bool(_state["loaded"])
-
-
-def enabled() -> bool:
-    """Whether the compiled loops may be used (tests turn them off to run the Python loops)."""
-    return bool(_state["enabled"])
 
 
 def set_enabled(on: bool) -> bool:

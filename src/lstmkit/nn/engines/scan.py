@@ -62,7 +62,7 @@ def run(
     training: bool,
 ) -> RunResult:
     """Run the stack over x (T, B, F); see :func:`lstmkit.nn.engines.run_stack`."""
-    skip = lengths is not None and skips_padding(x)
+    skip = lengths is not None and compiled_loops_run(x)  # the recurrence runs in x's dtype
     runner = partial(_run_direction, skip_padding=True) if skip else _run_direction
     return run_stack(runner, x, lengths, hx, params, masks, spec, training)
 
@@ -169,16 +169,10 @@ def _run_direction(
     return DirectionResult(output, hs[-1], c_n)
 
 
-def skips_padding(x: Tensor) -> bool:
-    """Whether the compiled loops will run the recurrence of this input, so that the rows
-    past their length can be skipped (the recurrence runs in x's dtype, see _run_direction)."""
-    return compiled_loops_run(x)
-
-
 def compiled_loops_run(xg: Tensor) -> bool:
     """Whether the compiled loops (native.py) run this tensor's recurrence."""
     return (xg.device.type == "cpu" and xg.dtype in (torch.float32, torch.float64)
-            and native.enabled() and native.available())
+            and native.available())
 
 
 def _check_active(active: list[int] | None, native_loops: bool) -> None:

@@ -13,21 +13,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import DirectionParams, native
+from . import DirectionParams, scan
 
 
 def runs(x: Tensor, state: tuple[Tensor, Tensor | None], params: list[DirectionParams],
          mode: str, proj_size: int, layer_norm: bool) -> bool:
     """Whether the compiled step can run this call of step() (x, state (h0, c0))."""
-    if mode != "lstm" or proj_size > 0 or layer_norm or x.device.type != "cpu":
-        return False
-    if x.dtype not in (torch.float32, torch.float64):
+    if mode != "lstm" or proj_size > 0 or layer_norm:
         return False
     if torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (x, *state, *(w for p in params
                                                                      for w in p))):
         return False  # a graph is wanted: the cells' path builds it
-    return native.enabled() and native.available()
+    return scan.compiled_loops_run(x)  # CPU, float32/64, the library built
 
 
 def lstm_step(x: Tensor, h: Tensor, c: Tensor, p: DirectionParams) -> tuple[Tensor, Tensor]:
