@@ -105,7 +105,7 @@ def _run_direction(
     """One layer-direction. ``skip_padding`` (rows sorted longest first, compiled loops): the
     loops run only the rows inside their length at each step, instead of every row with a
     keep fraction of 1 at padded steps."""
-    T, B, F_in = x.shape
+    T, B, _ = x.shape
     zoneout_h, zoneout_c = m.zoneout_h, m.zoneout_c
     if reverse:
         x = reverse_within_lengths(x, lengths)
@@ -129,12 +129,36 @@ def _run_direction(
             zoneout_h, zoneout_c = _rows_of(zoneout_h, rows, 1), _rows_of(zoneout_c, rows, 1)
     keep_h = _keep_fraction(zoneout_h, None if skip_padding else valid)
     keep_h = None if keep_h is None else keep_h.to(x.dtype)
-    # The input projection of every step in one GEMM, (T*B, F) @ (F, G*H), with the biases
-    # that add to it: b_ih, and the LSTM's b_hh too when no layer norm comes in between.
-    # (The LSTM's b_hh outside a layer norm of W_hh h simply adds to the pre-activations.)
+    xg, b_hh = _input_projection(x, p, spec.mode)
+    # Keep per-step buffers for a backward pass only when one can follow.
+    save = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (xg, h0, c0, *p))
+    if spec.mode == "lstm":
+        keep_c = _keep_fraction(zoneout_c, None if skip_padding else valid)
+        keep_c = None if keep_c is None else keep_c.to(x.dtype)
+        hs, c_n = _LSTMScan.apply(save, xg, h0, c0, p.w_hh, b_hh, p.ln_hh, p.w_hr, p.ln_cell_weight,
+                                  p.ln_cell_bias, m.recurrent, keep_h, keep_c, active)
+    else:
+        hs = _GRUScan.apply(save, xg, h0, p.w_hh, b_hh, p.ln_hh, m.recurrent, keep_h,
+                            spec.reset_after, active)
+        c_n = None
+    if rows is not None:  # back to the caller's row order
+        restore = torch.argsort(rows)
+        hs, c_n = hs.index_select(1, restore), _rows_of(c_n, restore, 0)
+    output = hs if valid is None else hs * valid  # (T, B, R), zero at padded steps
+    if reverse:
+        output = reverse_within_lengths(output, lengths)
+    return DirectionResult(output, hs[-1], c_n)
+
+
+def _input_projection(x: Tensor, p: DirectionParams, mode: str) -> tuple[Tensor, Tensor | None]:
+    """xg (T, B, G*H): the input projection of every step in one GEMM, (T*B, F) @ (F, G*H),
+    with the biases that add to it; and the b_hh left to the recurrence (the GRU's; the
+    LSTM's only beside a layer norm of W_hh h, else it simply adds to the pre-activations)."""
+    T, B, F_in = x.shape
     b_hh, late_bias = p.b_hh, None
     bias = p.b_ih if p.ln_ih is None else None
-    if spec.mode == "lstm" and b_hh is not None and p.ln_hh is None:
+    if mode == "lstm" and b_hh is not None and p.ln_hh is None:
         if p.ln_ih is None:
             bias = b_hh if bias is None else bias + b_hh
         else:
@@ -147,26 +171,7 @@ def _run_direction(
         xg = xg + late_bias
     # Under autocast the projection comes out in a lower precision; the recurrence runs in the
     # input's dtype, that of its state and buffers (autocast lowers the projection only).
-    xg = xg.reshape(T, B, -1).to(x.dtype)  # (T, B, G*H)
-    # Keep per-step buffers for a backward pass only when one can follow.
-    save = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (xg, h0, c0, *p))
-    if spec.mode == "lstm":
-        keep_c = _keep_fraction(zoneout_c, None if skip_padding else valid)
-        keep_c = None if keep_c is None else keep_c.to(x.dtype)
-        hs, c_n = _LSTMScan.apply(save, xg, h0, c0, p.w_hh, b_hh, p.ln_hh, p.w_hr, p.ln_cell_weight,
-                                  p.ln_cell_bias, m.recurrent, keep_h, keep_c, active)
-    else:
-        hs = _GRUScan.apply(save, xg, h0, p.w_hh, p.b_hh, p.ln_hh, m.recurrent, keep_h,
-                            spec.reset_after, active)
-        c_n = None
-    if rows is not None:  # back to the caller's row order
-        restore = torch.argsort(rows)
-        hs, c_n = hs.index_select(1, restore), _rows_of(c_n, restore, 0)
-    output = hs if valid is None else hs * valid  # (T, B, R), zero at padded steps
-    if reverse:
-        output = reverse_within_lengths(output, lengths)
-    return DirectionResult(output, hs[-1], c_n)
+    return xg.reshape(T, B, -1).to(x.dtype), b_hh
 
 
 def compiled_loops_run(xg: Tensor) -> bool:
