@@ -185,9 +185,9 @@ def _lengths_path(x: Tensor, lengths: Tensor | None, params: list[DirectionParam
       each piece one dense call; a call costs ~150 us plus the preparation of its weights
       (~0.8 ns a weight), the arithmetic ~400 GFLOP/s forward and backward.
     - "tail": one dense call for the m = min(lengths) steps every row runs, the ragged rest on
-      the scan engine's compiled loops (where they run), which skip padded rows but cost about
-      1.4x the dense kernel over the rest's T - m steps of all rows (their input projection
-      and weight gradients are computed for every row).
+      the scan engine's compiled loops (where they run), which compute only the rows still
+      running (loops, input projection and weight gradients alike) at about 1.4x the dense
+      kernel's cost per row-step.
     - "scan": the compiled loops alone (a tail with m = 0), for small batches where every call
       into torch's kernel costs more than the arithmetic.
     """
@@ -204,12 +204,12 @@ def _lengths_path(x: Tensor, lengths: Tensor | None, params: list[DirectionParam
         return 6.0 * weights * row_steps / 4e11
 
     steps = float(lengths.sum())  # row-steps actually computed
-    m, longest = int(lengths.min()), int(lengths.max())
+    m = int(lengths.min())
     costs = {"packed": per_call + 3.0 * arithmetic(steps),
              "segments": len(torch.unique(lengths)) * per_call + arithmetic(steps)}
     if ragged_on_scan and scan.compiled_loops_run(x):
-        costs["tail"] = 2 * per_call + arithmetic(m * B) + 1.4 * arithmetic((longest - m) * B)
-        costs["scan"] = per_call + 1.4 * arithmetic(longest * B)
+        costs["tail"] = 2 * per_call + arithmetic(m * B) + 1.4 * arithmetic(steps - m * B)
+        costs["scan"] = per_call + 1.4 * arithmetic(steps)
     return min(costs, key=costs.get)
 
 

@@ -27,6 +27,7 @@
 #include <cmath>
 #include <optional>
 #include <tuple>
+#include <vector>
 
 namespace {
 
@@ -456,9 +457,26 @@ Tensor empty_if(bool keep, at::IntArrayRef sizes, const Tensor& like) {
 
 // Variable lengths: the batch rows are sorted longest first, and active[t] rows still run at
 // step t (empty: all B). Rows past their length are skipped: the forward carries their state
-// unchanged and zeroes what backward reads of them; the backward passes their gradient by.
+// unchanged and zeroes what backward reads of them in the (T, B, ...) buffers; the backward
+// passes their gradient by.
 inline int64_t rows_at(at::IntArrayRef active, int64_t t, int64_t B) {
   return active.empty() ? B : active[t];
+}
+
+// The packed layout of the loops' input xg, its gradients and the inputs of the weight
+// gradients (h_in, the GRU's s): step t's running rows at rows [off[t], off[t + 1]) of an
+// (N, width) tensor, N = off[T], as PackedSequence.data holds them. With every row running
+// (active empty) it is the dense (T * B, width) layout. The GEMMs after the loops (dW_hh, and
+// those of the input projection) then cover the rows that ran and no padding.
+std::vector<int64_t> step_offsets(at::IntArrayRef active, int64_t T, int64_t B) {
+  std::vector<int64_t> off(T + 1, 0);
+  for (int64_t t = 0; t < T; ++t) off[t + 1] = off[t] + rows_at(active, t, B);
+  return off;
+}
+
+// The steps of xg: (T, B, G) dense without `active`, (N, G) packed with it (N = Σ active).
+int64_t steps_of(const Tensor& xg, at::IntArrayRef active) {
+  return active.empty() ? xg.size(0) : static_cast<int64_t>(active.size());
 }
 
 void check_active(at::IntArrayRef active, int64_t T, int64_t B) {
@@ -467,6 +485,27 @@ void check_active(at::IntArrayRef active, int64_t T, int64_t B) {
   for (const int64_t n : active) {
     TORCH_CHECK(n >= 0 && n <= B, "lstmkit_native: active rows ", n, " outside [0, ", B, "]");
   }
+}
+
+// xg's layout against the offsets: (T, B, G), or (N, G) packed.
+void check_xg(const Tensor& xg, at::IntArrayRef active, const std::vector<int64_t>& off,
+              int64_t B, int64_t G) {
+  const int64_t T = static_cast<int64_t>(off.size()) - 1;
+  if (active.empty()) {
+    TORCH_CHECK(xg.dim() == 3 && xg.size(0) == T && xg.size(1) == B && xg.size(2) == G,
+                "lstmkit_native: xg of shape ", xg.sizes(), " for (", T, ", ", B, ", ", G, ")");
+  } else {
+    TORCH_CHECK(xg.dim() == 2 && xg.size(0) == off[T] && xg.size(1) == G,
+                "lstmkit_native: packed xg of shape ", xg.sizes(), " for ", off[T], " rows of ",
+                G);
+  }
+}
+
+// A buffer in the packed layout: (T, B, width) without `active` (the dense shape), else (N, width).
+Tensor packed_empty(at::IntArrayRef active, const std::vector<int64_t>& off, int64_t B,
+                    int64_t width, const Tensor& like) {
+  const int64_t T = static_cast<int64_t>(off.size()) - 1;
+  return active.empty() ? like.new_empty({T, B, width}) : like.new_empty({off[T], width});
 }
 
 // Rows [n, B) of a (B, width) buffer: zeroed (buffers backward reads) or copied from src.
@@ -594,9 +633,11 @@ void keep_lerp(const S* a, const S* b, const S* k, S* out, int64_t n) {
   for (int64_t j = 0; j < n; ++j) out[j] = k == nullptr ? a[j] : a[j] + k[j] * (b[j] - a[j]);
 }
 
-// Returns h_all (T+1, B, R), c_T (B, H), and what backward keeps (empty where not saved):
-// c_all (T+1, B, H), acts (T, B, 4H), tanh_c (T, B, H), h_in_all (T, B, R), xhat_h (T, B, 4H),
-// rstd_h (T, B), xhat_c (T, B, H), rstd_c (T, B).
+// xg (T, B, 4H), or (N, 4H) packed with `active` (step_offsets). Returns h_all (T+1, B, R),
+// c_T (B, H), and what backward keeps (empty where not saved): c_all (T+1, B, H), acts
+// (T, B, 4H), tanh_c (T, B, H), h_in_all (N, R) packed (the input of W_hh, kept with a dropout
+// mask or with `active`; otherwise it is h_all[:-1]), xhat_h (T, B, 4H), rstd_h (T, B),
+// xhat_c (T, B, H), rstd_c (T, B).
 std::vector<Tensor> lstm_forward(const Tensor& xg, const Tensor& h0, const Tensor& c0,
                                  const Tensor& w_hh, const OptTensor& w_hh_packed,
                                  const OptTensor& b_hh_, const OptTensor& ln_hh_,
@@ -605,8 +646,11 @@ std::vector<Tensor> lstm_forward(const Tensor& xg, const Tensor& h0, const Tenso
                                  const OptTensor& mask_, const OptTensor& keep_h_,
                                  const OptTensor& keep_c_, at::IntArrayRef active, bool save) {
   at::NoGradGuard no_grad;
-  const int64_t T = xg.size(0), B = xg.size(1), G = xg.size(2), H = G / 4, R = h0.size(1);
+  const int64_t T = steps_of(xg, active), B = h0.size(0), G = xg.size(-1), H = G / 4,
+                R = h0.size(1);
   check_active(active, T, B);
+  const std::vector<int64_t> off = step_offsets(active, T, B);
+  check_xg(xg, active, off, B, G);
   const Tensor *b_hh = ptr_or_null(b_hh_), *ln_hh = ptr_or_null(ln_hh_),
                *w_hr = ptr_or_null(w_hr_), *ln_cw = ptr_or_null(ln_cw_),
                *ln_cb = ptr_or_null(ln_cb_), *mask = ptr_or_null(mask_),
@@ -618,7 +662,9 @@ std::vector<Tensor> lstm_forward(const Tensor& xg, const Tensor& h0, const Tenso
   c_all[0].copy_(c0);
   Tensor acts = xg.new_empty({steps, B, G});
   Tensor tanh_c = xg.new_empty({steps, B, H});
-  Tensor h_in_all = empty_if(mask != nullptr, {steps, B, R}, xg);
+  // h_in packed: with a mask (h ⊙ mask), or with `active` for dW_hh over the rows that ran.
+  const bool keep_h_in = mask != nullptr || (save && !active.empty());
+  Tensor h_in_all = empty_if(keep_h_in, {save ? off[T] : B, R}, xg);
   Tensor xhat_h = empty_if(ln_hh != nullptr, {steps, B, G}, xg);
   Tensor rstd_h = empty_if(ln_hh != nullptr, {steps, B}, xg);
   Tensor xhat_c = empty_if(ln_cw != nullptr, {steps, B, H}, xg);
@@ -650,12 +696,16 @@ std::vector<Tensor> lstm_forward(const Tensor& xg, const Tensor& h0, const Tenso
       p.h_prev = h_p + t * BR;
       p.h_next = h_p + (t + 1) * BR;
       const S* h_in = p.h_prev;
-      if (mask != nullptr) {
-        S* hi = h_in_all.data_ptr<S>() + k * BR;
-        mask_row(p.h_prev, mask_p, hi, BR);
+      if (keep_h_in) {
+        S* hi = h_in_all.data_ptr<S>() + (save ? off[t] : 0) * R;
+        if (mask != nullptr) {
+          mask_row(p.h_prev, mask_p, hi, n * R);
+        } else {
+          std::copy(p.h_prev, p.h_prev + n * R, hi);
+        }
         h_in = hi;
       }
-      p.xg = xg_p + t * BG;
+      p.xg = xg_p + off[t] * G;
       // pre: xg + W_hh h_in; under layer norm raw: W_hh h_in
       const S* prod = product<S>(h_in, R, n, rec, ln_hh ? nullptr : p.xg, small_p, held);
       p.pre = ln_hh ? nullptr : prod;
@@ -815,8 +865,8 @@ void lstm_backward_rows(const LSTMGradStep<S>& p, int64_t b0, int64_t b1) {
   }
 }
 
-// Returns d_gates (T, B, 4H) = dL/dxg, d_raw (T, B, 4H) = dL/d(W_hh h_in) under layer norm,
-// d_h_new (T, B, P) with a projection, dh0, dc0, and under layer norm the sums over steps and
+// Returns d_gates = dL/dxg and under layer norm d_raw = dL/d(W_hh h_in), (T, B, 4H) or, with
+// `active`, (N, 4H) packed (the forward's xg layout); d_h_new (T, B, P) with a projection, dh0, dc0, and under layer norm the sums over steps and
 // rows: dL/db_hh and dL/d(ln_hh) (4H,); under cell layer norm dL/d(ln_cw), dL/d(ln_cb) (H,).
 std::vector<Tensor> lstm_backward(const Tensor& grad_hs, const Tensor& grad_c_n,
                                   const Tensor& c_all, const Tensor& acts, const Tensor& tanh_c,
@@ -831,11 +881,12 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_hs, const Tensor& grad_c_n,
   const int64_t T = acts.size(0), B = acts.size(1), G = acts.size(2), H = G / 4,
                 R = grad_hs.size(2);
   check_active(active, T, B);
+  const std::vector<int64_t> off = step_offsets(active, T, B);
   const Tensor *ln_hh = ptr_or_null(ln_hh_), *w_hr_t = ptr_or_null(w_hr_t_),
                *ln_cw = ptr_or_null(ln_cw_), *mask = ptr_or_null(mask_),
                *keep_h = ptr_or_null(keep_h_), *keep_c = ptr_or_null(keep_c_);
-  Tensor d_gates = acts.new_empty({T, B, G});
-  Tensor d_raw = ln_hh ? acts.new_empty({T, B, G}) : d_gates;
+  Tensor d_gates = packed_empty(active, off, B, G, acts);
+  Tensor d_raw = ln_hh ? packed_empty(active, off, B, G, acts) : d_gates;
   Tensor d_h_new = empty_if(w_hr_t != nullptr, {T, B, R}, acts);
   Tensor d_c_hat = empty_if(ln_cw != nullptr, {B, H}, acts);
   const ThreadSums sums(ln_hh || ln_cw ? 2 * G + 2 * H : 0, acts);
@@ -899,15 +950,11 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_hs, const Tensor& grad_c_n,
       p.c_prev = c_all.data_ptr<S>() + t * BH;
       p.xhat_c = ln_cw ? xhat_c_->data_ptr<S>() + t * BH : nullptr;
       p.rstd_c = ln_cw ? rstd_c_->data_ptr<S>() + t * B : nullptr;
-      p.d_gates = d_gates.data_ptr<S>() + t * BG;
+      p.d_gates = d_gates.data_ptr<S>() + off[t] * G;
       p.xhat_h = ln_hh ? xhat_h_->data_ptr<S>() + t * BG : nullptr;
       p.rstd_h = ln_hh ? rstd_h_->data_ptr<S>() + t * B : nullptr;
-      p.d_raw = d_raw.data_ptr<S>() + t * BG;
+      p.d_raw = d_raw.data_ptr<S>() + off[t] * G;
       at::parallel_for(0, n, grain(G), [&](int64_t b0, int64_t b1) { lstm_backward_rows(p, b0, b1); });
-      if (n < B) {
-        zero_rows(p.d_gates, n, B, G);
-        if (ln_hh != nullptr) zero_rows(p.d_raw, n, B, G);
-      }
       d_rec_p = product<S>(p.d_raw, G, n, rec, nullptr, small_b.data_ptr<S>(), held_b);  // (n, R)
       n_rec = n;
     }
@@ -1003,8 +1050,10 @@ void gru_before_n_rows(const GRUStep<S>& p, int64_t b0, int64_t b1) {
 }
 
 // w_a: W_hh (3H, H) when reset_after, else W_hh's r and z rows (2H, H); w_b: its n rows (H, H).
-// Returns h_all (T+1, B, H) and what backward keeps (empty where not saved): rzn (T, B, 3H),
-// rec (T, B, 3H or H), h_in_all (T, B, H), xhat (T, B, 3H), rstd (T, B, 2).
+// xg (T, B, 3H), or (N, 3H) packed with `active` (step_offsets). Returns h_all (T+1, B, H) and
+// what backward keeps (empty where not saved): rzn (T, B, 3H), rec (N, 3H or H) packed,
+// h_in_all (N, H) packed (kept with a mask or with `active`; otherwise it is h_all[:-1]),
+// xhat (T, B, 3H), rstd (T, B, 2).
 std::vector<Tensor> gru_forward(const Tensor& xg, const Tensor& h0, const Tensor& w_a,
                                 const OptTensor& w_a_packed, const OptTensor& w_b_,
                                 const OptTensor& w_b_packed, const OptTensor& b_hh_,
@@ -1012,16 +1061,21 @@ std::vector<Tensor> gru_forward(const Tensor& xg, const Tensor& h0, const Tensor
                                 const OptTensor& keep_h_, bool reset_after,
                                 at::IntArrayRef active, bool save) {
   at::NoGradGuard no_grad;
-  const int64_t T = xg.size(0), B = xg.size(1), G = xg.size(2), H = G / 3;
+  const int64_t T = steps_of(xg, active), B = h0.size(0), G = xg.size(-1), H = G / 3;
   check_active(active, T, B);
+  const std::vector<int64_t> off = step_offsets(active, T, B);
+  check_xg(xg, active, off, B, G);
   const Tensor *b_hh = ptr_or_null(b_hh_), *ln_hh = ptr_or_null(ln_hh_),
                *mask = ptr_or_null(mask_), *keep_h = ptr_or_null(keep_h_);
   const int64_t steps = save ? T : 1;
   Tensor h_all = xg.new_empty({T + 1, B, H});
   h_all[0].copy_(h0);
   Tensor rzn = xg.new_empty({steps, B, G});
-  Tensor rec = xg.new_empty({steps, B, reset_after ? G : H});
-  Tensor h_in_all = empty_if(mask != nullptr, {steps, B, H}, xg);
+  const int64_t rec_width = reset_after ? G : H;
+  Tensor rec = xg.new_empty({save ? off[T] : B, rec_width});
+  // h_in packed: with a mask (h ⊙ mask), or with `active` for dW_hh over the rows that ran.
+  const bool keep_h_in = mask != nullptr || (save && !active.empty());
+  Tensor h_in_all = empty_if(keep_h_in, {save ? off[T] : B, H}, xg);
   Tensor xhat = empty_if(ln_hh != nullptr, {steps, B, G}, xg);
   Tensor rstd = empty_if(ln_hh != nullptr, {steps, B, 2}, xg);
   const Product prod_a(w_a, w_a_packed, B);
@@ -1042,16 +1096,21 @@ std::vector<Tensor> gru_forward(const Tensor& xg, const Tensor& h0, const Tensor
       p.h_prev = h_p + t * BH;
       p.h_next = h_p + (t + 1) * BH;
       p.h_in = p.h_prev;
-      if (mask != nullptr) {
-        S* hi = h_in_all.data_ptr<S>() + k * BH;
-        mask_row(p.h_prev, mask_p, hi, BH);
+      const int64_t row0 = save ? off[t] : 0;  // this step's first row in the packed buffers
+      if (keep_h_in) {
+        S* hi = h_in_all.data_ptr<S>() + row0 * H;
+        if (mask != nullptr) {
+          mask_row(p.h_prev, mask_p, hi, n * H);
+        } else {
+          std::copy(p.h_prev, p.h_prev + n * H, hi);
+        }
         p.h_in = hi;
       }
-      p.xg = xg.data_ptr<S>() + t * BG;
+      p.xg = xg.data_ptr<S>() + off[t] * G;
       p.xhat = ln_hh ? xhat.data_ptr<S>() + k * BG : nullptr;
       p.rstd = ln_hh ? rstd.data_ptr<S>() + k * 2 * B : nullptr;
       p.rzn = rzn.data_ptr<S>() + k * BG;
-      p.rec = rec.data_ptr<S>() + k * rec.size(1) * rec.size(2);
+      p.rec = rec.data_ptr<S>() + row0 * rec_width;
       p.kh = kh_p ? kh_p + t * BH : nullptr;
       p.raw = product<S>(p.h_in, H, n, prod_a, nullptr, small_p, held);
       if (reset_after) {
@@ -1064,7 +1123,6 @@ std::vector<Tensor> gru_forward(const Tensor& xg, const Tensor& h0, const Tensor
       if (n < B) {  // rows past their length: state carried, saved buffers zeroed
         copy_rows<S>(p.h_prev, p.h_next, n, B, H);
         zero_rows(p.rzn, n, B, G);
-        zero_rows(p.rec, n, B, rec.size(2));
         zero_rows(p.xhat, n, B, G);
         zero_rows(p.rstd, n, B, 2);
       }
@@ -1167,8 +1225,9 @@ void gru_before_rz_backward_rows(const GRUGradStep<S>& p, int64_t b0, int64_t b1
 }
 
 // w_a_t: W_hh.T (H, 3H) when reset_after, else W_rz.T (H, 2H); w_b_t: W_hn.T (H, H).
-// Returns d_x (T, B, 3H) = dL/dxg, d_hg (T, B, 3H) (reset_after; empty otherwise: it is d_x),
-// d_raw (T, B, 3H) under layer norm (empty otherwise: it is d_hg), dh0 (B, H), and the sums
+// rec and h_in_all as the forward returned them (packed). Returns d_x = dL/dxg, d_hg
+// (reset_after; empty otherwise: it is d_x) and d_raw under layer norm (empty otherwise: it is
+// d_hg), each (T, B, 3H) or, with `active`, (N, 3H) packed; dh0 (B, H), and the sums
 // over steps and rows of d_hg (dL/db_hh, 3H) and, under layer norm, of d_hg ⊙ x̂ (dL/d ln_hh).
 std::vector<Tensor> gru_backward(const Tensor& grad_hs, const Tensor& h_all, const Tensor& rzn,
                                  const Tensor& rec, const OptTensor& h_in_all_,
@@ -1181,11 +1240,16 @@ std::vector<Tensor> gru_backward(const Tensor& grad_hs, const Tensor& h_all, con
   at::NoGradGuard no_grad;
   const int64_t T = rzn.size(0), B = rzn.size(1), G = rzn.size(2), H = G / 3;
   check_active(active, T, B);
+  const std::vector<int64_t> off = step_offsets(active, T, B);
   const Tensor *ln_hh = ptr_or_null(ln_hh_), *mask = ptr_or_null(mask_),
                *keep_h = ptr_or_null(keep_h_), *h_in_all = ptr_or_null(h_in_all_);
-  Tensor d_x = rzn.new_empty({T, B, G});
-  Tensor d_hg = reset_after ? rzn.new_empty({T, B, G}) : d_x;
-  Tensor d_raw = ln_hh ? rzn.new_empty({T, B, G}) : d_hg;
+  const int64_t rec_width = reset_after ? G : H;
+  TORCH_CHECK(rec.numel() == off[T] * rec_width && (h_in_all == nullptr ||
+              h_in_all->numel() == off[T] * H), "lstmkit_native: gru_backward's saved buffers "
+              "do not match the steps' rows");
+  Tensor d_x = packed_empty(active, off, B, G, rzn);
+  Tensor d_hg = reset_after ? packed_empty(active, off, B, G, rzn) : d_x;
+  Tensor d_raw = ln_hh ? packed_empty(active, off, B, G, rzn) : d_hg;
   Tensor d_in = rzn.new_empty({B, H}), dh = rzn.new_empty({B, H});
   Tensor carry = rzn.new_zeros({B, H});
   Tensor d_rec = rzn.new_zeros({B, H});  // (d_raw_{t+1} W_hh [+ ds r]), before the mask
@@ -1214,19 +1278,16 @@ std::vector<Tensor> gru_backward(const Tensor& grad_hs, const Tensor& h_all, con
                          H);
       p.kh = kh_p ? kh_p + t * BH : nullptr;
       p.rzn = rzn.data_ptr<S>() + t * BG;
-      p.rec = rec.data_ptr<S>() + t * rec.size(1) * rec.size(2);
+      p.rec = rec.data_ptr<S>() + off[t] * rec_width;
       p.h_prev = h_all.data_ptr<S>() + t * BH;
-      p.h_in = h_in_all ? h_in_all->data_ptr<S>() + t * BH : p.h_prev;
+      p.h_in = h_in_all ? h_in_all->data_ptr<S>() + off[t] * H : p.h_prev;
       p.xhat = ln_hh ? xhat_->data_ptr<S>() + t * BG : nullptr;
       p.rstd = ln_hh ? rstd_->data_ptr<S>() + t * 2 * B : nullptr;
-      p.d_x = d_x.data_ptr<S>() + t * BG;
-      p.d_hg = d_hg.data_ptr<S>() + t * BG;
-      p.d_raw = d_raw.data_ptr<S>() + t * BG;
+      p.d_x = d_x.data_ptr<S>() + off[t] * G;
+      p.d_hg = d_hg.data_ptr<S>() + off[t] * G;
+      p.d_raw = d_raw.data_ptr<S>() + off[t] * G;
       if (n < B) {  // rows past their length pass their whole gradient to h_{t-1}
         copy_rows<S>(p.d_in, p.carry, n, B, H);
-        zero_rows(p.d_x, n, B, G);
-        if (reset_after) zero_rows(p.d_hg, n, B, G);
-        if (ln_hh != nullptr) zero_rows(p.d_raw, n, B, G);
       }
       n_rec = n;
       S *small_a_p = small_a.data_ptr<S>(), *small_b_p = small_b.data_ptr<S>();

@@ -104,11 +104,10 @@ def _run_direction(
 ) -> DirectionResult:
     """One layer-direction. ``skip_padding`` (rows sorted longest first, compiled loops): the
     loops run only the rows inside their length at each step, instead of every row with a
-    keep fraction of 1 at padded steps."""
+    keep fraction of 1 at padded steps, and take x packed (_packed_rows)."""
     T, B, _ = x.shape
     zoneout_h, zoneout_c = m.zoneout_h, m.zoneout_c
     if reverse:
-        x = reverse_within_lengths(x, lengths)
         zoneout_h, zoneout_c = _reverse_mask(zoneout_h, lengths), _reverse_mask(zoneout_c, lengths)
     valid = None
     if lengths is not None:
@@ -121,12 +120,14 @@ def _run_direction(
         # Reordered here, per direction, so that the dropout between layers sees the rows in
         # the caller's order (the same draws as the other engines).
         order = torch.argsort(lengths, descending=True, stable=True)  # (B,), CPU
-        active = (lengths[order].unsqueeze(0) > torch.arange(T).unsqueeze(1)).sum(1).tolist()
+        x, active = _packed_rows(x, lengths, order, reverse)
         if not bool((order == torch.arange(B)).all()):
             rows = order.to(x.device)
-            x, h0, c0 = x.index_select(1, rows), h0.index_select(0, rows), _rows_of(c0, rows, 0)
+            h0, c0 = h0.index_select(0, rows), _rows_of(c0, rows, 0)
             m = m._replace(recurrent=_rows_of(m.recurrent, rows, 0))
             zoneout_h, zoneout_c = _rows_of(zoneout_h, rows, 1), _rows_of(zoneout_c, rows, 1)
+    elif reverse:
+        x = reverse_within_lengths(x, lengths)
     keep_h = _keep_fraction(zoneout_h, None if skip_padding else valid)
     keep_h = None if keep_h is None else keep_h.to(x.dtype)
     xg, b_hh = _input_projection(x, p, spec.mode)
@@ -151,11 +152,28 @@ def _run_direction(
     return DirectionResult(output, hs[-1], c_n)
 
 
-def _input_projection(x: Tensor, p: DirectionParams, mode: str) -> tuple[Tensor, Tensor | None]:
-    """xg (T, B, G*H): the input projection of every step in one GEMM, (T*B, F) @ (F, G*H),
-    with the biases that add to it; and the b_hh left to the recurrence (the GRU's; the
-    LSTM's only beside a layer norm of W_hh h, else it simply adds to the pre-activations)."""
+def _packed_rows(x: Tensor, lengths: Tensor, order: Tensor, reverse: bool
+                 ) -> tuple[Tensor, list[int]]:
+    """x (T, B, F) as the compiled loops take it with skipped rows: (N, F), step t's running
+    rows one after another in ``order`` (longest first), as PackedSequence.data holds them;
+    each sequence flipped within its length when ``reverse``. One gather: the input
+    projection and, in backward, the weight gradients then cover the N rows that run, not
+    the T * B of the padded batch. Returns it and active, the rows running at each step."""
     T, B, F_in = x.shape
+    sorted_lengths = lengths[order]  # (B,), CPU
+    steps = torch.arange(T).unsqueeze(1)  # (T, 1)
+    running = steps < sorted_lengths.unsqueeze(0)  # (T, B), columns in `order`
+    source_step = sorted_lengths.unsqueeze(0) - 1 - steps if reverse else steps
+    flat = (source_step * B + order.unsqueeze(0))[running]  # (N,), time-major
+    return x.reshape(T * B, F_in).index_select(0, flat.to(x.device)), running.sum(1).tolist()
+
+
+def _input_projection(x: Tensor, p: DirectionParams, mode: str) -> tuple[Tensor, Tensor | None]:
+    """xg (..., G*H): the input projection of every step in one GEMM, (rows, F) @ (F, G*H),
+    of x (T, B, F) or packed (N, F), with the biases that add to it; and the b_hh left to the
+    recurrence (the GRU's; the LSTM's only beside a layer norm of W_hh h, else it simply adds
+    to the pre-activations)."""
+    F_in = x.shape[-1]
     b_hh, late_bias = p.b_hh, None
     bias = p.b_ih if p.ln_ih is None else None
     if mode == "lstm" and b_hh is not None and p.ln_hh is None:
@@ -164,14 +182,14 @@ def _input_projection(x: Tensor, p: DirectionParams, mode: str) -> tuple[Tensor,
         else:
             late_bias = b_hh
         b_hh = None
-    xg = gemm.linear(x.reshape(T * B, F_in), p.w_ih, bias)  # (T*B, G*H)
+    xg = gemm.linear(x.reshape(-1, F_in), p.w_ih, bias)  # (rows, G*H)
     if p.ln_ih is not None:  # gain ⊙ LN(W_ih x) + b_ih in one kernel
         xg = F.layer_norm(xg, xg.shape[-1:], p.ln_ih, p.b_ih, LAYER_NORM_EPS)
     if late_bias is not None:
         xg = xg + late_bias
     # Under autocast the projection comes out in a lower precision; the recurrence runs in the
     # input's dtype, that of its state and buffers (autocast lowers the projection only).
-    return xg.reshape(T, B, -1).to(x.dtype), b_hh
+    return xg.reshape(*x.shape[:-1], -1).to(x.dtype), b_hh
 
 
 def compiled_loops_run(xg: Tensor) -> bool:
@@ -186,6 +204,11 @@ def _check_active(active: list[int] | None, native_loops: bool) -> None:
     if active and not native_loops:
         raise RuntimeError("lstmkit internal error: rows were set to be skipped for loops that "
                            "cannot skip them; please report it.")
+
+
+def _steps(xg: Tensor, active: list[int]) -> int:
+    """The time steps of the compiled loops' xg: (T, B, G), or (N, G) packed with active."""
+    return len(active) if active else xg.shape[0]
 
 
 def _dense(t: Tensor | None, shape: tuple[int, ...], like: Tensor) -> Tensor | None:
@@ -229,7 +252,8 @@ def _sum_bt(t: Tensor) -> Tensor:
 
 
 def _gemm_bt(a: Tensor, b: Tensor) -> Tensor:
-    """Σ over T and B of a_t^T b_t as one GEMM: (T, B, M), (T, B, N) -> (M, N)."""
+    """Σ over the rows of a^T b as one GEMM: (T, B, M), (T, B, N) or packed (N_rows, M),
+    (N_rows, N) -> (M, N)."""
     return gemm.mm_tn(a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1]))
 
 
@@ -318,9 +342,10 @@ class _LSTMScan(torch.autograd.Function):
     @staticmethod
     def _native_forward(ctx, save, xg, h0, c0, w_hh, b_hh, ln_hh, w_hr, ln_cw, ln_cb, mask,
                         keep_h, keep_c):
-        """forward through the compiled loop (native_scan.cpp); same buffers, same maths."""
-        T, B, G = xg.shape
-        H, R = G // 4, h0.shape[1]
+        """forward through the compiled loop (native_scan.cpp); same buffers, same maths.
+        xg (T, B, 4H), or packed (N, 4H) with ctx.active (see _packed_rows)."""
+        T, (B, R), G = _steps(xg, ctx.active), h0.shape, xg.shape[-1]
+        H = G // 4
         mask, keep_h, keep_c = (_dense(mask, (B, R), xg), _dense(keep_h, (T, B, R), xg),
                                 _dense(keep_c, (T, B, H), xg))
         w_rec = gemm.Weight(w_hh, B)
@@ -332,7 +357,7 @@ class _LSTMScan(torch.autograd.Function):
             None if w_proj is None else w_proj.packed, ln_cw, ln_cb, mask, keep_h, keep_c,
             ctx.active, save)
         if save:
-            ctx.save_for_backward(h_all, c_all, acts, tanh_c, h_in_all if mask is not None
+            ctx.save_for_backward(h_all, c_all, acts, tanh_c, h_in_all if h_in_all.numel()
                                   else None, w_hh, ln_hh, w_hr, ln_cw, mask, keep_h, keep_c,
                                   *((xhat_h, rstd_h) if ln_hh is not None else (None, None)),
                                   *((xhat_c, rstd_c) if ln_cw is not None else (None, None)))
@@ -420,7 +445,7 @@ class _LSTMScan(torch.autograd.Function):
         dL/d ln_cw, dL/d ln_cb (None or empty where the option is off), which the compiled
         loops add up as they go."""
         H = tanh_c.shape[-1]
-        h_in = h_all[:-1] if h_in_all is None else h_in_all  # (T, B, R)
+        h_in = h_all[:-1] if h_in_all is None else h_in_all  # (T, B, R) or packed (N, R)
         need = ctx.needs_input_grad[1:]  # [0] is the save flag
         d_w_hh = _gemm_bt(d_raw, h_in) if need[3] else None  # (4H, R), one GEMM
         d_w_hr = None
@@ -498,8 +523,9 @@ class _GRUScan(torch.autograd.Function):
 
     @staticmethod
     def _native_forward(ctx, save, xg, h0, w_hh, b_hh, ln_hh, mask, keep_h, reset_after):
-        """forward through the compiled loop (native_scan.cpp); same buffers, same maths."""
-        T, B, G = xg.shape
+        """forward through the compiled loop (native_scan.cpp); same buffers, same maths.
+        xg (T, B, 3H), or packed (N, 3H) with ctx.active (see _packed_rows)."""
+        T, B, G = _steps(xg, ctx.active), h0.shape[0], xg.shape[-1]
         H = G // 3
         mask, keep_h = _dense(mask, (B, H), xg), _dense(keep_h, (T, B, H), xg)
         # All gates' rows (reset_after), or the r, z rows and the n rows apart.
@@ -509,7 +535,7 @@ class _GRUScan(torch.autograd.Function):
             xg.contiguous(), h0.contiguous(), w_a, gemm.Weight(w_a, B).packed, w_b, packed_b,
             b_hh, ln_hh, mask, keep_h, reset_after, ctx.active, save)
         if save:
-            ctx.save_for_backward(h_all, rzn, rec, h_in_all if mask is not None else None, w_hh,
+            ctx.save_for_backward(h_all, rzn, rec, h_in_all if h_in_all.numel() else None, w_hh,
                                   ln_hh, mask, keep_h,
                                   *((xhat, rstd) if ln_hh is not None else (None, None)))
             ctx.reset_after, ctx.has_b_hh = reset_after, b_hh is not None
@@ -587,7 +613,7 @@ class _GRUScan(torch.autograd.Function):
         steps and rows (by the compiled loops as they go)."""
         H, ra = h_all.shape[-1], ctx.reset_after
         need = ctx.needs_input_grad[1:]  # [0] is the save flag
-        h_in = h_all[:-1] if h_in_all is None else h_in_all  # (T, B, H)
+        h_in = h_all[:-1] if h_in_all is None else h_in_all  # (T, B, H) or packed (N, H)
         d_w_hh = None
         if need[2] and ra:
             d_w_hh = _gemm_bt(d_raw, h_in)  # (3H, H), one GEMM
