@@ -68,6 +68,19 @@ def test_gru_reset_before_matches_reference(training, regularised, bias, bidirec
     assert_same(run_with_grads(layer, *inputs), want, atol=1e-10)
 
 
+@pytest.mark.parametrize("lengths", [None, torch.tensor([3])], ids=["dense", "lengths"])
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+def test_one_sequence_bidirectional_zoneout_matches_reference(mode, lengths):
+    # A training zoneout mask of one sequence is (T, 1, R), random in time: the backward
+    # direction flips it like any other (once taken for eval's constant (T, 1, 1), unflipped).
+    layer = make_layer(mode, input_size=3, hidden_size=4, bidirectional=True, zoneout=0.3)
+    x, h0, c0, _, grads = make_inputs(layer.train(), T=5, B=1, with_lengths=False)
+    layer.engine = "reference"
+    want = run_with_grads(layer, x, h0, c0, lengths, grads)
+    layer.engine = "scan"
+    assert_same(run_with_grads(layer, x, h0, c0, lengths, grads), want, atol=1e-10)
+
+
 def test_scan_refuses_second_derivatives_clearly():
     layer = make_layer("gru", input_size=2, hidden_size=3, engine="scan")
     x = torch.randn(4, 2, 2, dtype=torch.float64, requires_grad=True)

@@ -65,6 +65,8 @@ def run(
     training: bool,
 ) -> RunResult:
     """Run the stack over x (T, B, F); see :func:`lstmkit.nn.engines.run_stack`."""
+    if lengths is not None and int(lengths.min()) == x.shape[0]:
+        lengths = None  # every row runs every step: nothing to skip or mask
     skip = lengths is not None and compiled_loops_run(x)  # the recurrence runs in x's dtype
     runner = partial(_run_direction, skip_padding=True) if skip else _run_direction
     return run_stack(runner, x, lengths, hx, params, masks, spec, training)
@@ -77,9 +79,11 @@ def _rows_of(t: Tensor | None, rows: Tensor | None, dim: int) -> Tensor | None:
     return t.index_select(dim, rows)
 
 
-def _reverse_mask(mask: Tensor | None, lengths: Tensor | None) -> Tensor | None:
-    # Eval-mode zoneout masks, (T, 1, 1), hold one constant: nothing to flip.
-    if mask is None or mask.shape[1] == 1:
+def _reverse_mask(mask: Tensor | None, lengths: Tensor | None, training: bool
+                  ) -> Tensor | None:
+    # Eval-mode zoneout masks, (T, 1, 1), hold one constant: nothing to flip. (Not told apart
+    # by shape: a training mask of one sequence is (T, 1, R), and (T, 1, 1) when R = 1.)
+    if mask is None or not training:
         return mask
     return reverse_within_lengths(mask, lengths)
 
@@ -111,7 +115,8 @@ def _run_direction(
     T, B, _ = x.shape
     zoneout_h, zoneout_c = m.zoneout_h, m.zoneout_c
     if reverse:
-        zoneout_h, zoneout_c = _reverse_mask(zoneout_h, lengths), _reverse_mask(zoneout_c, lengths)
+        zoneout_h, zoneout_c = (_reverse_mask(zoneout_h, lengths, training),
+                                _reverse_mask(zoneout_c, lengths, training))
     valid = None
     if lengths is not None:
         steps = torch.arange(T, device=x.device).unsqueeze(1)  # (T, 1)
@@ -261,7 +266,8 @@ def _gemm_bt(a: Tensor, b: Tensor) -> Tensor:
 
 
 class _LSTMScan(torch.autograd.Function):
-    """The LSTM recurrence given xg = W_ih x + b (T, B, 4H); returns hs (T, B, R), c_T (B, H).
+    """The LSTM recurrence given xg = W_ih x + b (T, B, 4H), or packed (N, 4H) with ``active``
+    (compiled loops, see _packed_rows); returns hs (T, B, R), c_T (B, H).
 
     b_hh is None unless the recurrent matmul is layer-normalised (otherwise folded into xg).
     The loops are longer than our 50-line guide because splitting a step across functions
@@ -360,8 +366,9 @@ class _LSTMScan(torch.autograd.Function):
             None if w_proj is None else w_proj.packed, ln_cw, ln_cb, mask, keep_h, keep_c,
             ctx.active, save)
         if save:
-            ctx.save_for_backward(h_all, c_all, acts, tanh_c, h_in_all if h_in_all.numel()
-                                  else None, w_hh, ln_hh, w_hr, ln_cw, mask, keep_h, keep_c,
+            kept = mask is not None or ctx.active  # h_in_all, as lstm_forward keeps it
+            ctx.save_for_backward(h_all, c_all, acts, tanh_c, h_in_all if kept else None, w_hh,
+                                  ln_hh, w_hr, ln_cw, mask, keep_h, keep_c,
                                   *((xhat_h, rstd_h) if ln_hh is not None else (None, None)),
                                   *((xhat_c, rstd_c) if ln_cw is not None else (None, None)))
             ctx.has_b_hh = b_hh is not None
@@ -464,7 +471,8 @@ class _LSTMScan(torch.autograd.Function):
 
 
 class _GRUScan(torch.autograd.Function):
-    """The GRU recurrence given xg = W_ih x + b_ih (T, B, 3H); returns hs (T, B, H).
+    """The GRU recurrence given xg = W_ih x + b_ih (T, B, 3H), or packed (N, 3H) with
+    ``active``; returns hs (T, B, H).
 
     Long loops for the reason given in _LSTMScan.
     """
@@ -538,7 +546,8 @@ class _GRUScan(torch.autograd.Function):
             xg.contiguous(), h0.contiguous(), w_a, gemm.Weight(w_a, B).packed, w_b, packed_b,
             b_hh, ln_hh, mask, keep_h, reset_after, ctx.active, save)
         if save:
-            ctx.save_for_backward(h_all, rzn, rec, h_in_all if h_in_all.numel() else None, w_hh,
+            kept = mask is not None or ctx.active  # h_in_all, as gru_forward keeps it
+            ctx.save_for_backward(h_all, rzn, rec, h_in_all if kept else None, w_hh,
                                   ln_hh, mask, keep_h,
                                   *((xhat, rstd) if ln_hh is not None else (None, None)))
             ctx.reset_after, ctx.has_b_hh = reset_after, b_hh is not None
