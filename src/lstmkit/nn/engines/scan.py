@@ -88,13 +88,14 @@ def _reverse_mask(mask: Tensor | None, lengths: Tensor | None, training: bool
     return reverse_within_lengths(mask, lengths)
 
 
-def _keep_fraction(zoneout: Tensor | None, valid: Tensor | None) -> Tensor | None:
-    """k_t: the fraction of the previous state each row keeps; 1 at padded steps."""
+def _keep_fraction(zoneout: Tensor | None, valid: Tensor | None, dtype: torch.dtype
+                   ) -> Tensor | None:
+    """k_t in ``dtype``: the fraction of the previous state each row keeps; 1 at padded steps."""
     if valid is None:
-        return zoneout
+        return None if zoneout is None else zoneout.to(dtype)
     if zoneout is None:
-        return (~valid).to(torch.get_default_dtype())  # (T, B, 1)
-    return 1 - valid * (1 - zoneout)  # (T, B, R)
+        return (~valid).to(dtype)  # (T, B, 1)
+    return (1 - valid * (1 - zoneout)).to(dtype)  # (T, B, R)
 
 
 def _run_direction(
@@ -113,38 +114,26 @@ def _run_direction(
     loops run only the rows inside their length at each step, instead of every row with a
     keep fraction of 1 at padded steps, and take x packed (_packed_rows)."""
     T, B, _ = x.shape
-    zoneout_h, zoneout_c = m.zoneout_h, m.zoneout_c
     if reverse:
-        zoneout_h, zoneout_c = (_reverse_mask(zoneout_h, lengths, training),
-                                _reverse_mask(zoneout_c, lengths, training))
+        m = m._replace(zoneout_h=_reverse_mask(m.zoneout_h, lengths, training),
+                       zoneout_c=_reverse_mask(m.zoneout_c, lengths, training))
     valid = None
     if lengths is not None:
         steps = torch.arange(T, device=x.device).unsqueeze(1)  # (T, 1)
         valid = (steps < lengths.to(x.device).unsqueeze(0)).unsqueeze(2)  # (T, B, 1)
     active = rows = None
     if skip_padding:
-        # Longest rows first, so that the rows still running at step t are the first
-        # active[t]: the loops multiply only those and carry the others' state unchanged.
-        # Reordered here, per direction, so that the dropout between layers sees the rows in
-        # the caller's order (the same draws as the other engines).
-        order = torch.argsort(lengths, descending=True, stable=True)  # (B,), CPU
-        x, active = _packed_rows(x, lengths, order, reverse)
-        if not bool((order == torch.arange(B)).all()):
-            rows = order.to(x.device)
-            h0, c0 = h0.index_select(0, rows), _rows_of(c0, rows, 0)
-            m = m._replace(recurrent=_rows_of(m.recurrent, rows, 0))
-            zoneout_h, zoneout_c = _rows_of(zoneout_h, rows, 1), _rows_of(zoneout_c, rows, 1)
+        x, active, rows, h0, c0, m = _longest_rows_first(x, lengths, h0, c0, m, reverse)
     elif reverse:
         x = reverse_within_lengths(x, lengths)
-    keep_h = _keep_fraction(zoneout_h, None if skip_padding else valid)
-    keep_h = None if keep_h is None else keep_h.to(x.dtype)
+    padding = None if skip_padding else valid  # padded steps as keep fractions of 1
+    keep_h = _keep_fraction(m.zoneout_h, padding, x.dtype)
     xg, b_hh = _input_projection(x, p, spec.mode)
     # Keep per-step buffers for a backward pass only when one can follow.
     save = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (xg, h0, c0, *p))
     if spec.mode == "lstm":
-        keep_c = _keep_fraction(zoneout_c, None if skip_padding else valid)
-        keep_c = None if keep_c is None else keep_c.to(x.dtype)
+        keep_c = _keep_fraction(m.zoneout_c, padding, x.dtype)
         hs, c_n = _LSTMScan.apply(save, xg, h0, c0, p.w_hh, b_hh, p.ln_hh, p.w_hr, p.ln_cell_weight,
                                   p.ln_cell_bias, m.recurrent, keep_h, keep_c, active)
     else:
@@ -158,6 +147,25 @@ def _run_direction(
     if reverse:
         output = reverse_within_lengths(output, lengths)
     return DirectionResult(output, hs[-1], c_n)
+
+
+def _longest_rows_first(x: Tensor, lengths: Tensor, h0: Tensor, c0: Tensor | None,
+                        m: DirectionMasks, reverse: bool):
+    """The rows sorted longest first, so that the rows still running at step t are the first
+    active[t]: the compiled loops multiply only those and carry the others' state unchanged.
+    Sorted here, per direction, so that the dropout between layers sees the rows in the
+    caller's order (the same draws as the other engines). Returns x packed (_packed_rows),
+    active, the order (None where the rows were sorted already), and h0, c0 and the masks
+    in that order."""
+    order = torch.argsort(lengths, descending=True, stable=True)  # (B,), CPU
+    x, active = _packed_rows(x, lengths, order, reverse)
+    if bool((order == torch.arange(order.shape[0])).all()):
+        return x, active, None, h0, c0, m
+    rows = order.to(x.device)
+    m = m._replace(recurrent=_rows_of(m.recurrent, rows, 0),
+                   zoneout_h=_rows_of(m.zoneout_h, rows, 1),
+                   zoneout_c=_rows_of(m.zoneout_c, rows, 1))
+    return x, active, rows, h0.index_select(0, rows), _rows_of(c0, rows, 0), m
 
 
 def _packed_rows(x: Tensor, lengths: Tensor, order: Tensor, reverse: bool
