@@ -463,12 +463,22 @@ inline int64_t rows_at(at::IntArrayRef active, int64_t t, int64_t B) {
   return active.empty() ? B : active[t];
 }
 
+void check_active(at::IntArrayRef active, int64_t T, int64_t B) {
+  TORCH_CHECK(active.empty() || static_cast<int64_t>(active.size()) == T,
+              "lstmkit_native: active has ", active.size(), " entries for ", T, " steps");
+  for (const int64_t n : active) {
+    TORCH_CHECK(n >= 0 && n <= B, "lstmkit_native: active rows ", n, " outside [0, ", B, "]");
+  }
+}
+
 // The packed layout of the loops' input xg, its gradients and the inputs of the weight
 // gradients (h_in, the GRU's s): step t's running rows at rows [off[t], off[t + 1]) of an
 // (N, width) tensor, N = off[T], as PackedSequence.data holds them. With every row running
 // (active empty) it is the dense (T * B, width) layout. The GEMMs after the loops (dW_hh, and
-// those of the input projection) then cover the rows that ran and no padding.
+// those of the input projection) then cover the rows that ran and no padding. Checks
+// `active` against T and B first.
 std::vector<int64_t> step_offsets(at::IntArrayRef active, int64_t T, int64_t B) {
+  check_active(active, T, B);
   std::vector<int64_t> off(T + 1, 0);
   for (int64_t t = 0; t < T; ++t) off[t + 1] = off[t] + rows_at(active, t, B);
   return off;
@@ -477,14 +487,6 @@ std::vector<int64_t> step_offsets(at::IntArrayRef active, int64_t T, int64_t B) 
 // The steps of xg: (T, B, G) dense without `active`, (N, G) packed with it (N = Σ active).
 int64_t steps_of(const Tensor& xg, at::IntArrayRef active) {
   return active.empty() ? xg.size(0) : static_cast<int64_t>(active.size());
-}
-
-void check_active(at::IntArrayRef active, int64_t T, int64_t B) {
-  TORCH_CHECK(active.empty() || static_cast<int64_t>(active.size()) == T,
-              "lstmkit_native: active has ", active.size(), " entries for ", T, " steps");
-  for (const int64_t n : active) {
-    TORCH_CHECK(n >= 0 && n <= B, "lstmkit_native: active rows ", n, " outside [0, ", B, "]");
-  }
 }
 
 // xg's layout against the offsets: (T, B, G), or (N, G) packed.
@@ -506,6 +508,31 @@ Tensor packed_empty(at::IntArrayRef active, const std::vector<int64_t>& off, int
                     int64_t width, const Tensor& like) {
   const int64_t T = static_cast<int64_t>(off.size()) - 1;
   return active.empty() ? like.new_empty({T, B, width}) : like.new_empty({off[T], width});
+}
+
+// h_in, the input of W_hh, kept apart from h_all where it differs from h or where backward
+// needs it packed: h ⊙ mask under recurrent dropout, or the rows that ran with `active`
+// (dW_hh over those rows only). (N, width) packed, or one step's (B, width) without `save`;
+// empty where h_all[:-1] serves.
+Tensor h_in_buffer(bool has_mask, bool save, at::IntArrayRef active,
+                   const std::vector<int64_t>& off, int64_t B, int64_t width, const Tensor& like) {
+  const bool keep = has_mask || (save && !active.empty());
+  return keep ? like.new_empty({save ? off.back() : B, width}) : like.new_empty({0});
+}
+
+// Step t's h_in for its n running rows from h_prev (B, width): written at row `row0` of the
+// h_in_buffer and returned there, or h_prev itself where the buffer is empty.
+template <typename S>
+const S* stage_h_in(const Tensor& buf, const S* h_prev, const S* mask, int64_t row0, int64_t n,
+                    int64_t width) {
+  if (buf.numel() == 0) return h_prev;
+  S* hi = buf.data_ptr<S>() + row0 * width;
+  if (mask != nullptr) {
+    mask_row(h_prev, mask, hi, n * width);
+  } else {
+    std::copy(h_prev, h_prev + n * width, hi);
+  }
+  return hi;
 }
 
 // Rows [n, B) of a (B, width) buffer: zeroed (buffers backward reads) or copied from src.
@@ -648,7 +675,6 @@ std::vector<Tensor> lstm_forward(const Tensor& xg, const Tensor& h0, const Tenso
   at::NoGradGuard no_grad;
   const int64_t T = steps_of(xg, active), B = h0.size(0), G = xg.size(-1), H = G / 4,
                 R = h0.size(1);
-  check_active(active, T, B);
   const std::vector<int64_t> off = step_offsets(active, T, B);
   check_xg(xg, active, off, B, G);
   const Tensor *b_hh = ptr_or_null(b_hh_), *ln_hh = ptr_or_null(ln_hh_),
@@ -662,9 +688,7 @@ std::vector<Tensor> lstm_forward(const Tensor& xg, const Tensor& h0, const Tenso
   c_all[0].copy_(c0);
   Tensor acts = xg.new_empty({steps, B, G});
   Tensor tanh_c = xg.new_empty({steps, B, H});
-  // h_in packed: with a mask (h ⊙ mask), or with `active` for dW_hh over the rows that ran.
-  const bool keep_h_in = mask != nullptr || (save && !active.empty());
-  Tensor h_in_all = empty_if(keep_h_in, {save ? off[T] : B, R}, xg);
+  Tensor h_in_all = h_in_buffer(mask != nullptr, save, active, off, B, R, xg);
   Tensor xhat_h = empty_if(ln_hh != nullptr, {steps, B, G}, xg);
   Tensor rstd_h = empty_if(ln_hh != nullptr, {steps, B}, xg);
   Tensor xhat_c = empty_if(ln_cw != nullptr, {steps, B, H}, xg);
@@ -695,16 +719,7 @@ std::vector<Tensor> lstm_forward(const Tensor& xg, const Tensor& h0, const Tenso
       const int64_t c_in = save ? t : t % 2, c_out = save ? t + 1 : (t + 1) % 2;
       p.h_prev = h_p + t * BR;
       p.h_next = h_p + (t + 1) * BR;
-      const S* h_in = p.h_prev;
-      if (keep_h_in) {
-        S* hi = h_in_all.data_ptr<S>() + (save ? off[t] : 0) * R;
-        if (mask != nullptr) {
-          mask_row(p.h_prev, mask_p, hi, n * R);
-        } else {
-          std::copy(p.h_prev, p.h_prev + n * R, hi);
-        }
-        h_in = hi;
-      }
+      const S* h_in = stage_h_in<S>(h_in_all, p.h_prev, mask_p, save ? off[t] : 0, n, R);
       p.xg = xg_p + off[t] * G;
       // pre: xg + W_hh h_in; under layer norm raw: W_hh h_in
       const S* prod = product<S>(h_in, R, n, rec, ln_hh ? nullptr : p.xg, small_p, held);
@@ -880,7 +895,6 @@ std::vector<Tensor> lstm_backward(const Tensor& grad_hs, const Tensor& grad_c_n,
   at::NoGradGuard no_grad;
   const int64_t T = acts.size(0), B = acts.size(1), G = acts.size(2), H = G / 4,
                 R = grad_hs.size(2);
-  check_active(active, T, B);
   const std::vector<int64_t> off = step_offsets(active, T, B);
   const Tensor *ln_hh = ptr_or_null(ln_hh_), *w_hr_t = ptr_or_null(w_hr_t_),
                *ln_cw = ptr_or_null(ln_cw_), *mask = ptr_or_null(mask_),
@@ -1062,7 +1076,6 @@ std::vector<Tensor> gru_forward(const Tensor& xg, const Tensor& h0, const Tensor
                                 at::IntArrayRef active, bool save) {
   at::NoGradGuard no_grad;
   const int64_t T = steps_of(xg, active), B = h0.size(0), G = xg.size(-1), H = G / 3;
-  check_active(active, T, B);
   const std::vector<int64_t> off = step_offsets(active, T, B);
   check_xg(xg, active, off, B, G);
   const Tensor *b_hh = ptr_or_null(b_hh_), *ln_hh = ptr_or_null(ln_hh_),
@@ -1073,9 +1086,7 @@ std::vector<Tensor> gru_forward(const Tensor& xg, const Tensor& h0, const Tensor
   Tensor rzn = xg.new_empty({steps, B, G});
   const int64_t rec_width = reset_after ? G : H;
   Tensor rec = xg.new_empty({save ? off[T] : B, rec_width});
-  // h_in packed: with a mask (h ⊙ mask), or with `active` for dW_hh over the rows that ran.
-  const bool keep_h_in = mask != nullptr || (save && !active.empty());
-  Tensor h_in_all = empty_if(keep_h_in, {save ? off[T] : B, H}, xg);
+  Tensor h_in_all = h_in_buffer(mask != nullptr, save, active, off, B, H, xg);
   Tensor xhat = empty_if(ln_hh != nullptr, {steps, B, G}, xg);
   Tensor rstd = empty_if(ln_hh != nullptr, {steps, B, 2}, xg);
   const Product prod_a(w_a, w_a_packed, B);
@@ -1095,17 +1106,8 @@ std::vector<Tensor> gru_forward(const Tensor& xg, const Tensor& h0, const Tensor
       const int64_t k = save ? t : 0, n = rows_at(active, t, B);
       p.h_prev = h_p + t * BH;
       p.h_next = h_p + (t + 1) * BH;
-      p.h_in = p.h_prev;
       const int64_t row0 = save ? off[t] : 0;  // this step's first row in the packed buffers
-      if (keep_h_in) {
-        S* hi = h_in_all.data_ptr<S>() + row0 * H;
-        if (mask != nullptr) {
-          mask_row(p.h_prev, mask_p, hi, n * H);
-        } else {
-          std::copy(p.h_prev, p.h_prev + n * H, hi);
-        }
-        p.h_in = hi;
-      }
+      p.h_in = stage_h_in<S>(h_in_all, p.h_prev, mask_p, row0, n, H);
       p.xg = xg.data_ptr<S>() + off[t] * G;
       p.xhat = ln_hh ? xhat.data_ptr<S>() + k * BG : nullptr;
       p.rstd = ln_hh ? rstd.data_ptr<S>() + k * 2 * B : nullptr;
@@ -1239,7 +1241,6 @@ std::vector<Tensor> gru_backward(const Tensor& grad_hs, const Tensor& h_all, con
                                  at::IntArrayRef active) {
   at::NoGradGuard no_grad;
   const int64_t T = rzn.size(0), B = rzn.size(1), G = rzn.size(2), H = G / 3;
-  check_active(active, T, B);
   const std::vector<int64_t> off = step_offsets(active, T, B);
   const Tensor *ln_hh = ptr_or_null(ln_hh_), *mask = ptr_or_null(mask_),
                *keep_h = ptr_or_null(keep_h_), *h_in_all = ptr_or_null(h_in_all_);
